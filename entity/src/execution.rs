@@ -1,0 +1,63 @@
+//! One run of the `claude` program for one prompt.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "execution")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub session_id: Uuid,
+    pub workspace_id: Uuid,
+    /// `PENDING`, `RUNNING`, `COMPLETED`, `FAILED` or `CANCELLED`.
+    pub status: String,
+    pub prompt: String,
+    /// The start options (system prompt, model, max turns, ...) as given.
+    pub options: Json,
+    pub metadata: Option<Json>,
+    /// Claude's own session id, as its `init` line reported it.
+    pub claude_session_id: Option<String>,
+    /// The `--resume` id this run was started with.
+    pub resumed_from: Option<String>,
+    pub message_count: i64,
+    pub num_turns: Option<i32>,
+    pub cost_usd: Option<f64>,
+    pub usage: Option<Json>,
+    /// The final `result` line, verbatim.
+    pub result: Option<Json>,
+    pub exit_code: Option<i32>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    /// The server process that runs (or ran) it; see startup recovery.
+    pub replica_id: Option<String>,
+    pub created_at: DateTimeUtc,
+    pub started_at: Option<DateTimeUtc>,
+    pub finished_at: Option<DateTimeUtc>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    #[sea_orm(
+        belongs_to = "super::session::Entity",
+        from = "Column::SessionId",
+        to = "super::session::Column::Id",
+        on_delete = "Cascade"
+    )]
+    Session,
+    #[sea_orm(has_many = "super::message::Entity")]
+    Message,
+}
+
+impl Related<super::session::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Session.def()
+    }
+}
+
+impl Related<super::message::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Message.def()
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,7 @@
+//! SeaORM entities for claude-graphql: plain data, no queries (those live in
+//! the server's `db` module).
+
+pub mod execution;
+pub mod message;
+pub mod session;
+pub mod workspace;

@@ -1,0 +1,125 @@
+//! `App`: the wired-up server, bound to its address and ready to run.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use secrecy::ExposeSecret;
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::{
+    claude::Runner,
+    config::Config,
+    db,
+    events::Broker,
+    executor::{Executor, ExecutorConfig},
+    graphql::build_schema,
+    http,
+    state::AppState,
+};
+
+/// Why the server could not start.
+#[derive(Debug, Error)]
+pub enum StartupError {
+    #[error("refusing to listen on {0} without --jwt-secret: single-user local mode is for loopback addresses only")]
+    UnsafeBind(SocketAddr),
+    #[error("database: {0}")]
+    Database(#[from] db::DbError),
+    #[error("could not listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("recovering unfinished runs: {0}")]
+    Recovery(String),
+}
+
+/// A bound, ready server.
+pub struct App {
+    listener: TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+}
+
+impl App {
+    /// Connects and migrates the database, recovers what a previous server
+    /// left unfinished, and binds the listener.
+    pub async fn build(config: Config) -> Result<App, StartupError> {
+        if config.jwt_secret.is_none() && !config.bind.ip().is_loopback() {
+            return Err(StartupError::UnsafeBind(config.bind));
+        }
+        let db = db::connect(config.database_url.expose_secret()).await?;
+        let broker = Broker::default();
+        let shutdown = CancellationToken::new();
+        let executor = Executor::new(
+            db.clone(),
+            broker.clone(),
+            ExecutorConfig {
+                claude_bin: config.claude_bin.clone(),
+                replica_id: config.replica_id.clone(),
+                max_concurrent: config.max_concurrent_executions as usize,
+                runner: Runner {
+                    max_line_bytes: config.max_line_bytes,
+                    grace: config.cancel_grace,
+                    timeout: config.execution_timeout,
+                },
+            },
+            shutdown.clone(),
+        );
+        executor.recover().await.map_err(|e| StartupError::Recovery(e.to_string()))?;
+        let listener =
+            TcpListener::bind(config.bind).await.map_err(|source| StartupError::Bind { addr: config.bind, source })?;
+        let state = AppState { db, broker, executor, config: Arc::new(config) };
+        Ok(App { listener, state, shutdown })
+    }
+
+    /// The port actually bound (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// A token that stops the server when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves until `stop` resolves or the shutdown token is cancelled;
+    /// then stops accepting, stops every run (they end FAILED /
+    /// INTERRUPTED with their output stored), and returns.
+    pub async fn run_until_stopped(
+        self,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let App { listener, state, shutdown } = self;
+        info!(address = %listener.local_addr()?, "listening");
+        let schema = build_schema(Some(state.clone()));
+        let router = http::router(state.clone(), schema);
+        let token = shutdown.clone();
+        tokio::spawn(async move {
+            stop.await;
+            token.cancel();
+        });
+        let serve_token = shutdown.clone();
+        let served =
+            axum::serve(listener, router).with_graceful_shutdown(async move { serve_token.cancelled().await }).await;
+        // Runs are children of the shutdown token: they are stopping now.
+        shutdown.cancel();
+        let patience = state.config.cancel_grace * 2 + Duration::from_secs(5);
+        state.executor.wait_stopped(patience).await;
+        info!("stopped");
+        served
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("a SIGTERM handler can be installed");
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate.recv() => {}
+    }
+}

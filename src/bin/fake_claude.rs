@@ -1,0 +1,405 @@
+//! A stand-in for the Claude Code CLI, for tests and for trying the API
+//! without a Claude account.
+//!
+//! It speaks the bidirectional stream-json protocol the way the recordings
+//! in `tests/fixtures/` show the real CLI doing it: it waits for a user
+//! message on stdin, answers with `command_lifecycle`, `system`/`init`,
+//! `assistant` and `result` lines, honours the `interrupt` control request,
+//! and exits once stdin is closed.
+//!
+//! What it does is chosen by the prompt. A plain prompt gets an echo. A
+//! prompt that starts with `fake:` holds directives, e.g.
+//! `fake: fixture=tool_bash delay_ms=50`:
+//!
+//! | directive | effect |
+//! |---|---|
+//! | `fixture=NAME` | replay a recording (text, thinking, tool_bash, three_tools, tool_write, subagent_task, text_partial_messages, max_turns_1, error_500, rate_limit, budget) |
+//! | `messages=N size=B` | N assistant messages of about B bytes of text each |
+//! | `delay_ms=N` | pause N ms before each line |
+//! | `huge=B` | one assistant line of B bytes |
+//! | `garbage` | a line that is not JSON, among the others |
+//! | `stderr=TEXT` | write TEXT (underscores become spaces) to stderr |
+//! | `no_result` | stop before the result and exit with `exit` (default 3) |
+//! | `error_result` | end with an error result (is_error) |
+//! | `max_turns` | end with `error_max_turns` |
+//! | `hang` | after `init`, wait; only an interrupt ends the turn |
+//! | `ignore_interrupt` | never answer the interrupt, never exit on EOF |
+//! | `ignore_term` | ignore SIGTERM (only SIGKILL stops it) |
+//! | `exit=N` | exit code at the end |
+//!
+//! If the working directory has a `.fake-claude/` directory, every start,
+//! stdin line and exit is logged to `.fake-claude/log.jsonl` there.
+
+use std::{
+    collections::HashMap,
+    fs::OpenOptions,
+    io::{BufRead, Write},
+    path::Path,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    thread,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+const FIXTURES: &[(&str, &str)] = &[
+    ("text", include_str!("../../tests/fixtures/text.jsonl")),
+    ("thinking", include_str!("../../tests/fixtures/thinking.jsonl")),
+    ("tool_bash", include_str!("../../tests/fixtures/tool_bash.jsonl")),
+    ("three_tools", include_str!("../../tests/fixtures/three_tools.jsonl")),
+    ("tool_write", include_str!("../../tests/fixtures/tool_write.jsonl")),
+    ("subagent_task", include_str!("../../tests/fixtures/subagent_task.jsonl")),
+    ("text_partial_messages", include_str!("../../tests/fixtures/text_partial_messages.jsonl")),
+    ("max_turns_1", include_str!("../../tests/fixtures/max_turns_1.jsonl")),
+    ("error_500", include_str!("../../tests/fixtures/error_500.jsonl")),
+    ("rate_limit", include_str!("../../tests/fixtures/control/rate_limit_429_no_retry.jsonl")),
+    ("budget", include_str!("../../tests/fixtures/control/budget_max_budget_usd.jsonl")),
+];
+
+/// Writes whole lines to stdout; shared by the main thread and the stdin
+/// reader (which answers control requests at once, as the CLI does).
+#[derive(Clone)]
+struct Out(Arc<Mutex<std::io::Stdout>>);
+
+impl Out {
+    fn line(&self, line: &str) {
+        let mut out = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        // A closed stdout means the host is gone: nothing left to do.
+        if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
+            std::process::exit(141);
+        }
+    }
+}
+
+/// What the stdin reader has seen.
+#[derive(Default)]
+struct Input {
+    interrupted: AtomicBool,
+    ignore_interrupts: AtomicBool,
+    eof: AtomicBool,
+}
+
+struct Log(Option<Mutex<std::fs::File>>);
+
+impl Log {
+    fn open() -> Log {
+        let dir = Path::new(".fake-claude");
+        Log(dir
+            .is_dir()
+            .then(|| OpenOptions::new().create(true).append(true).open(dir.join("log.jsonl")).ok())
+            .flatten()
+            .map(Mutex::new))
+    }
+
+    fn write(&self, entry: Value) {
+        if let Some(file) = &self.0 {
+            let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = writeln!(file, "{entry}");
+        }
+    }
+}
+
+fn main() {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let log = Arc::new(Log::open());
+    let secrets: Vec<&str> =
+        ["JWT_SECRET", "DATABASE_URL"].into_iter().filter(|k| std::env::var_os(k).is_some()).collect();
+    log.write(json!({
+        "event": "start",
+        "pid": std::process::id(),
+        "argv": argv,
+        "cwd": std::env::current_dir().ok(),
+        "env_secrets": secrets,
+    }));
+    let flag = |name: &str| argv.iter().position(|a| a == name).and_then(|i| argv.get(i + 1)).cloned();
+    let session_id = flag("--resume").unwrap_or_else(|| Uuid::new_v4().to_string());
+    let partial = argv.iter().any(|a| a == "--include-partial-messages");
+    let model = flag("--model").unwrap_or_else(|| "claude-fake-1".into());
+
+    let out = Out(Arc::new(Mutex::new(std::io::stdout())));
+    let input = Arc::new(Input::default());
+    let (prompts, prompt_rx) = std::sync::mpsc::channel();
+    {
+        let (out, input, log) = (out.clone(), input.clone(), log.clone());
+        thread::spawn(move || read_stdin(out, input, log, prompts));
+    }
+    // Nothing happens until the first user message (as with the real CLI).
+    let Ok((prompt, message_uuid)) = prompt_rx.recv() else {
+        log.write(json!({"event": "exit", "code": 0}));
+        return;
+    };
+    let directives = Directives::parse(&prompt);
+    if directives.has("ignore_term") {
+        // SAFETY: installing SIG_IGN has no handler code to be unsafe in.
+        unsafe {
+            let _ = nix::sys::signal::signal(nix::sys::signal::Signal::SIGTERM, nix::sys::signal::SigHandler::SigIgn);
+        }
+    }
+    input.ignore_interrupts.store(directives.has("ignore_interrupt"), Ordering::SeqCst);
+
+    let turn = Turn { out: out.clone(), session_id, directives, input: input.clone(), started: Instant::now() };
+    let code = turn.play(&prompt, &model, partial, message_uuid.as_deref());
+    log.write(json!({"event": "exit", "code": code}));
+    std::process::exit(code);
+}
+
+/// Reads stdin to its end: the first user message goes to the main
+/// thread, control requests are answered at once.
+fn read_stdin(out: Out, input: Arc<Input>, log: Arc<Log>, prompts: std::sync::mpsc::Sender<(String, Option<String>)>) {
+    let mut prompts = Some(prompts);
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        log.write(json!({"event": "stdin", "line": line}));
+        if line.trim().is_empty() {
+            continue;
+        }
+        let Ok(v) = serde_json::from_str::<Value>(&line) else {
+            eprintln!("Error parsing streaming input line (type=unknown, {} chars): SyntaxError", line.len());
+            std::process::exit(1);
+        };
+        if v["type"] == "user" {
+            if let Some(prompts) = prompts.take() {
+                let content = &v["message"]["content"];
+                let text = content.as_str().map(str::to_owned).unwrap_or_else(|| content.to_string());
+                let _ = prompts.send((text, v["uuid"].as_str().map(str::to_owned)));
+            }
+        } else if v["type"] == "control_request"
+            && v["request"]["subtype"] == "interrupt"
+            && !input.ignore_interrupts.load(Ordering::SeqCst)
+        {
+            out.line(&json!({"type": "control_response", "response": {"subtype": "success", "request_id": v["request_id"], "response": {"still_queued": []}}}).to_string());
+            input.interrupted.store(true, Ordering::SeqCst);
+        }
+    }
+    input.eof.store(true, Ordering::SeqCst);
+}
+
+/// `key=value` and bare words after `fake:`.
+struct Directives(HashMap<String, String>);
+
+impl Directives {
+    fn parse(prompt: &str) -> Directives {
+        let body = prompt.trim().strip_prefix("fake:").unwrap_or("");
+        Directives(
+            body.split_whitespace()
+                .map(|word| match word.split_once('=') {
+                    Some((k, v)) => (k.to_owned(), v.to_owned()),
+                    None => (word.to_owned(), String::new()),
+                })
+                .collect(),
+        )
+    }
+
+    fn has(&self, key: &str) -> bool {
+        self.0.contains_key(key)
+    }
+
+    fn num(&self, key: &str) -> Option<u64> {
+        self.0.get(key).and_then(|v| v.parse().ok())
+    }
+
+    fn text(&self, key: &str) -> Option<String> {
+        self.0.get(key).map(|v| v.replace('_', " "))
+    }
+}
+
+struct Turn {
+    out: Out,
+    session_id: String,
+    directives: Directives,
+    input: Arc<Input>,
+    started: Instant,
+}
+
+impl Turn {
+    /// Plays the turn; returns the exit code.
+    fn play(&self, prompt: &str, model: &str, partial: bool, message_uuid: Option<&str>) -> i32 {
+        let d = &self.directives;
+        if let Some(text) = d.text("stderr") {
+            eprintln!("{text}");
+        }
+        self.lifecycle(message_uuid, "queued");
+        self.lifecycle(message_uuid, "started");
+        let mut script = match d.0.get("fixture") {
+            Some(name) => match recording(name, &self.session_id) {
+                Some(lines) => lines,
+                None => {
+                    eprintln!("fake-claude: no recording named {name}");
+                    return 2;
+                }
+            },
+            None => self.synthetic(prompt, model, partial),
+        };
+        if d.has("garbage") {
+            script.insert(1.min(script.len()), "this line is not JSON {".into());
+        }
+        let ends_with_result =
+            script.last().is_some_and(|l| serde_json::from_str::<Value>(l).is_ok_and(|v| v["type"] == "result"));
+        let result = if ends_with_result { script.pop() } else { None };
+        let delay = Duration::from_millis(d.num("delay_ms").unwrap_or(0));
+        let ignore_interrupt = d.has("ignore_interrupt");
+
+        for (i, line) in script.iter().enumerate() {
+            if !delay.is_zero() {
+                thread::sleep(delay);
+            }
+            if self.interrupted() && !ignore_interrupt {
+                return self.abort(message_uuid);
+            }
+            self.out.line(line);
+            if i == 0 && d.has("hang") {
+                return self.hang(message_uuid);
+            }
+        }
+        if d.has("no_result") {
+            return d.num("exit").unwrap_or(3) as i32;
+        }
+        if self.interrupted() && !ignore_interrupt {
+            return self.abort(message_uuid);
+        }
+        let result = result.unwrap_or_else(|| self.result(d, message_uuid));
+        let is_error = serde_json::from_str::<Value>(&result).is_ok_and(|v| v["is_error"] == true);
+        self.out.line(&result);
+        self.lifecycle(message_uuid, "completed");
+        self.wait_for_eof(ignore_interrupt);
+        d.num("exit").map_or(i32::from(is_error), |c| c as i32)
+    }
+
+    fn interrupted(&self) -> bool {
+        self.input.interrupted.load(Ordering::SeqCst)
+    }
+
+    /// The CLI keeps running until stdin closes; so does this.
+    fn wait_for_eof(&self, forever: bool) {
+        while forever || !self.input.eof.load(Ordering::SeqCst) {
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn hang(&self, message_uuid: Option<&str>) -> i32 {
+        loop {
+            if self.interrupted() && !self.directives.has("ignore_interrupt") {
+                return self.abort(message_uuid);
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// What the CLI prints when a turn is interrupted mid-stream.
+    fn abort(&self, message_uuid: Option<&str>) -> i32 {
+        self.out.line(&json!({"type": "user", "message": {"role": "user", "content": [{"type": "text", "text": "[Request interrupted by user]"}]}, "parent_tool_use_id": null, "session_id": self.session_id, "uuid": Uuid::new_v4(), "timestamp": now()}).to_string());
+        self.out.line(&json!({
+            "type": "result", "subtype": "error_during_execution", "is_error": true,
+            "duration_ms": self.started.elapsed().as_millis() as u64, "duration_api_ms": 0, "num_turns": 1,
+            "stop_reason": null, "session_id": self.session_id, "total_cost_usd": 0.0, "usage": {"input_tokens": 0, "output_tokens": 0},
+            "permission_denials": [], "terminal_reason": "aborted_streaming",
+            "errors": ["[ede_diagnostic] result_type=user last_content_type=n/a stop_reason=null"],
+            "uuid": Uuid::new_v4(), "user_message_uuids": message_uuid.into_iter().collect::<Vec<_>>(),
+        }).to_string());
+        self.lifecycle(message_uuid, "cancelled");
+        self.wait_for_eof(false);
+        0
+    }
+
+    fn lifecycle(&self, message_uuid: Option<&str>, state: &str) {
+        if let Some(uuid) = message_uuid {
+            self.out.line(&json!({"type": "command_lifecycle", "command_uuid": uuid, "state": state, "uuid": Uuid::new_v4(), "session_id": self.session_id}).to_string());
+        }
+    }
+
+    /// A made-up turn: init, the assistant's answer(s), and (later) a result.
+    fn synthetic(&self, prompt: &str, model: &str, partial: bool) -> Vec<String> {
+        let d = &self.directives;
+        let cwd = std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_default();
+        let mut lines = vec![json!({
+            "type": "system", "subtype": "init", "cwd": cwd, "session_id": self.session_id,
+            "tools": ["Bash", "Edit", "Read", "Write"], "mcp_servers": [], "model": model,
+            "permissionMode": "default", "apiKeySource": "none", "claude_code_version": "fake", "uuid": Uuid::new_v4(),
+        })
+        .to_string()];
+        let message_id = format!("msg_fake_{}", Uuid::new_v4().simple());
+        let mut texts: Vec<String> = Vec::new();
+        if let Some(size) = d.num("huge") {
+            texts.push("x".repeat(size as usize));
+        } else if let Some(n) = d.num("messages") {
+            let size = d.num("size").unwrap_or(100) as usize;
+            texts.extend((1..=n).map(|i| format!("message {i} {}", "y".repeat(size.saturating_sub(12)))));
+        } else if !prompt.trim_start().starts_with("fake:") {
+            texts.push(format!("(fake claude) You said: {prompt}"));
+        } else {
+            texts.push("(fake claude) Done.".into());
+        }
+        for text in texts {
+            if partial {
+                for event in [
+                    json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+                    json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}),
+                ] {
+                    lines.push(json!({"type": "stream_event", "event": event, "session_id": self.session_id, "parent_tool_use_id": null, "uuid": Uuid::new_v4(), "api_message_id": message_id}).to_string());
+                }
+            }
+            lines.push(json!({
+                "type": "assistant",
+                "message": {"id": message_id, "type": "message", "role": "assistant", "model": model, "content": [{"type": "text", "text": text}], "stop_reason": null, "usage": {"input_tokens": 10, "output_tokens": 5}},
+                "parent_tool_use_id": null, "session_id": self.session_id, "uuid": Uuid::new_v4(), "timestamp": now(),
+                "emit_ns": SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0),
+            })
+            .to_string());
+        }
+        lines
+    }
+
+    fn result(&self, d: &Directives, message_uuid: Option<&str>) -> String {
+        let (subtype, is_error, terminal, text, errors) = if d.has("max_turns") {
+            ("error_max_turns", true, "max_turns", None, vec!["Reached maximum number of turns (1)".to_owned()])
+        } else if d.has("error_result") {
+            ("success", true, "api_error", Some("API Error: 500 Internal server error".to_owned()), vec![])
+        } else {
+            ("success", false, "completed", Some("(fake claude) Done.".to_owned()), vec![])
+        };
+        let mut result = json!({
+            "type": "result", "subtype": subtype, "is_error": is_error,
+            "duration_ms": self.started.elapsed().as_millis() as u64, "duration_api_ms": 1, "num_turns": 1,
+            "session_id": self.session_id, "total_cost_usd": 0.0123,
+            "usage": {"input_tokens": 10, "output_tokens": 5}, "permission_denials": [],
+            "terminal_reason": terminal, "stop_reason": "end_turn", "uuid": Uuid::new_v4(),
+            "user_message_uuids": message_uuid.into_iter().collect::<Vec<_>>(),
+        });
+        if let Some(text) = text {
+            result["result"] = json!(text);
+        }
+        if !errors.is_empty() {
+            result["errors"] = json!(errors);
+        }
+        if is_error && !d.has("max_turns") {
+            result["api_error_status"] = json!(500);
+        }
+        result.to_string()
+    }
+}
+
+/// A recording's lines, with its session id replaced by ours.
+fn recording(name: &str, session_id: &str) -> Option<Vec<String>> {
+    let text = FIXTURES.iter().find(|(n, _)| *n == name)?.1;
+    let recorded = text
+        .lines()
+        .find_map(|l| serde_json::from_str::<Value>(l).ok()?.get("session_id")?.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    // One turn: up to the first result (some recordings hold a second turn).
+    let mut lines = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        lines.push(if recorded.is_empty() { line.to_owned() } else { line.replace(&recorded, session_id) });
+        if serde_json::from_str::<Value>(line).is_ok_and(|v| v["type"] == "result") {
+            break;
+        }
+    }
+    Some(lines)
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}

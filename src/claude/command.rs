@@ -1,0 +1,167 @@
+//! How `claude` is started: the argv, the environment and the stdin lines.
+
+use std::{ffi::OsString, path::PathBuf, process::Stdio};
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::process::Command;
+use uuid::Uuid;
+
+/// Environment variables of the server that the child never sees.
+const SECRET_ENV: &[&str] = &["JWT_SECRET", "DATABASE_URL"];
+
+/// What a client asked for when it started the execution; stored with the
+/// execution as given.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunOptions {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system_prompt: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub append_system_prompt: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_turns: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_tools: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub permission_mode: Option<String>,
+    #[serde(default)]
+    pub include_partial_messages: bool,
+}
+
+/// One `claude` invocation, ready to spawn.
+#[derive(Debug, Clone)]
+pub struct ClaudeCommand {
+    pub bin: PathBuf,
+    pub cwd: PathBuf,
+    pub resume: Option<String>,
+    pub options: RunOptions,
+}
+
+impl ClaudeCommand {
+    /// The arguments after the program name, exactly as SPEC lists them.
+    pub fn args(&self) -> Vec<OsString> {
+        let mut args: Vec<OsString> =
+            ["-p", "--input-format", "stream-json", "--output-format", "stream-json", "--verbose"]
+                .map(OsString::from)
+                .to_vec();
+        let mut flag = |name: &str, value: String| {
+            args.push(name.into());
+            args.push(value.into());
+        };
+        let o = &self.options;
+        if let Some(id) = &self.resume {
+            flag("--resume", id.clone());
+        }
+        if let Some(n) = o.max_turns {
+            flag("--max-turns", n.to_string());
+        }
+        if let Some(s) = &o.system_prompt {
+            flag("--system-prompt", s.clone());
+        }
+        if let Some(s) = &o.append_system_prompt {
+            flag("--append-system-prompt", s.clone());
+        }
+        if let Some(tools) = &o.allowed_tools {
+            flag("--allowedTools", tools.join(","));
+        }
+        if let Some(m) = &o.model {
+            flag("--model", m.clone());
+        }
+        if let Some(m) = &o.permission_mode {
+            flag("--permission-mode", m.clone());
+        }
+        if o.include_partial_messages {
+            args.push("--include-partial-messages".into());
+        }
+        args
+    }
+
+    /// A tokio `Command` with piped stdio, the workspace as cwd, no shell,
+    /// the server's secrets removed, and its own process group so that a
+    /// stop signal reaches the tools Claude started too.
+    pub fn to_command(&self) -> Command {
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(self.args())
+            .current_dir(&self.cwd)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        for key in SECRET_ENV {
+            cmd.env_remove(key);
+        }
+        cmd
+    }
+}
+
+/// The stream-json user message that carries a prompt, with our own uuid.
+pub fn user_message(prompt: &str, uuid: Uuid) -> String {
+    json!({
+        "type": "user",
+        "message": { "role": "user", "content": prompt },
+        "uuid": uuid.to_string(),
+        "session_id": "",
+        "parent_tool_use_id": null,
+    })
+    .to_string()
+}
+
+/// The control request that ends the running turn cleanly.
+pub fn interrupt_request(request_id: &str) -> String {
+    json!({
+        "type": "control_request",
+        "request_id": request_id,
+        "request": { "subtype": "interrupt" },
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argv_follows_the_spec_order() {
+        let cmd = ClaudeCommand {
+            bin: "claude".into(),
+            cwd: "/tmp".into(),
+            resume: Some("abc".into()),
+            options: RunOptions {
+                max_turns: Some(3),
+                allowed_tools: Some(vec!["Bash".into(), "Read".into()]),
+                include_partial_messages: true,
+                ..Default::default()
+            },
+        };
+        let args: Vec<String> = cmd.args().into_iter().map(|a| a.into_string().unwrap()).collect();
+        assert_eq!(
+            args.join(" "),
+            "-p --input-format stream-json --output-format stream-json --verbose \
+             --resume abc --max-turns 3 --allowedTools Bash,Read --include-partial-messages"
+        );
+    }
+
+    #[test]
+    fn the_child_never_gets_the_servers_secrets() {
+        let cmd =
+            ClaudeCommand { bin: "claude".into(), cwd: "/tmp".into(), resume: None, options: RunOptions::default() };
+        let command = cmd.to_command();
+        let removed: Vec<_> =
+            command.as_std().get_envs().filter(|(_, v)| v.is_none()).map(|(k, _)| k.to_owned()).collect();
+        assert_eq!(removed, ["DATABASE_URL", "JWT_SECRET"]);
+        assert_eq!(command.as_std().get_current_dir(), Some(std::path::Path::new("/tmp")));
+    }
+
+    #[test]
+    fn user_message_is_one_json_line() {
+        let line = user_message("hi\nthere", Uuid::nil());
+        assert!(!line.contains('\n'));
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["message"]["content"], "hi\nthere");
+        assert_eq!(v["message"]["role"], "user");
+    }
+}

@@ -1,0 +1,12 @@
+//! Everything about the `claude` program: how it is started, what its
+//! stream-json lines mean, and the task that owns one running process.
+
+pub mod command;
+pub mod error;
+pub mod runner;
+pub mod stream;
+
+pub use command::{ClaudeCommand, RunOptions};
+pub use error::ClaudeError;
+pub use runner::{Outcome, RunEnd, Runner, StopReason};
+pub use stream::{Line, LineKind, ResultLine};

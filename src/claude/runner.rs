@@ -1,0 +1,399 @@
+//! The task that owns one running `claude` process.
+//!
+//! One `select!` loop owns the `Child`: it reads stdout line by line, waits
+//! for the exit, and reacts to a stop request or the run's deadline, so no
+//! state is shared with anything else. Stopping escalates: the in-band
+//! `interrupt` control request and EOF first (Claude ends the turn cleanly
+//! and its partial output is still stored), then SIGTERM, then SIGKILL to
+//! the whole process group, each after a grace period.
+
+use std::{
+    io,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
+
+use nix::{
+    sys::signal::{killpg, Signal},
+    unistd::Pid,
+};
+use tokio::{
+    io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader},
+    process::{Child, ChildStdin},
+    sync::mpsc,
+    time::{sleep_until, Instant},
+};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+use uuid::Uuid;
+
+use super::{
+    command::{interrupt_request, user_message, ClaudeCommand},
+    stream::{Line, LineKind, ResultLine, STDERR},
+    ClaudeError,
+};
+
+/// How long stdout may stay open after the process exited (a grandchild
+/// holding the pipe) before the group is killed.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
+/// How much of stderr is quoted in a CLAUDE_EXITED error.
+const STDERR_TAIL: usize = 2048;
+
+/// Why a run was asked to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// A client cancelled it.
+    Cancel,
+    /// It ran past its time limit.
+    Timeout,
+    /// The server is shutting down.
+    Shutdown,
+}
+
+/// Asks one run to stop; cheap to clone, first reason wins.
+#[derive(Debug, Clone, Default)]
+pub struct StopHandle {
+    token: CancellationToken,
+    reason: Arc<OnceLock<StopReason>>,
+}
+
+impl StopHandle {
+    /// A handle that also fires when `parent` is cancelled (server shutdown).
+    pub fn child_of(parent: &CancellationToken) -> Self {
+        Self { token: parent.child_token(), reason: Arc::default() }
+    }
+
+    pub fn stop(&self, reason: StopReason) {
+        let _ = self.reason.set(reason);
+        self.token.cancel();
+    }
+
+    /// Fires when the run is asked to stop.
+    pub fn token(&self) -> &CancellationToken {
+        &self.token
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    /// The reason, once stopped; a parent's cancellation means shutdown.
+    pub fn reason(&self) -> Option<StopReason> {
+        self.is_stopped().then(|| self.reason.get().copied().unwrap_or(StopReason::Shutdown))
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Completed,
+    Cancelled,
+    Failed(ClaudeError),
+}
+
+/// Everything the runner learned about a finished run.
+#[derive(Debug, Clone)]
+pub struct RunEnd {
+    pub outcome: Outcome,
+    pub exit_code: Option<i32>,
+    /// The last `result` line, if any came.
+    pub result: Option<ResultLine>,
+}
+
+/// Limits that apply to every run.
+#[derive(Debug, Clone)]
+pub struct Runner {
+    pub max_line_bytes: usize,
+    pub grace: Duration,
+    pub timeout: Duration,
+}
+
+/// Where the stop sequence stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Running,
+    /// Interrupt sent and stdin closed; SIGTERM comes at the deadline.
+    Interrupted,
+    /// SIGTERM sent; SIGKILL comes at the deadline.
+    Terminated,
+    /// SIGKILL sent; nothing more to do but reap.
+    Killed,
+}
+
+impl Runner {
+    /// Runs `cmd` with `prompt` to the end, sending every stdout line (and
+    /// every stderr line) to `sink` in the order read. Returns when the
+    /// process has exited and its output is drained.
+    pub async fn run(&self, cmd: &ClaudeCommand, prompt: &str, sink: mpsc::Sender<Line>, stop: StopHandle) -> RunEnd {
+        let mut child = match cmd.to_command().spawn() {
+            Ok(child) => child,
+            Err(e) => {
+                return RunEnd {
+                    outcome: Outcome::Failed(ClaudeError::SpawnFailed {
+                        bin: cmd.bin.display().to_string(),
+                        reason: e.to_string(),
+                    }),
+                    exit_code: None,
+                    result: None,
+                }
+            }
+        };
+        let mut process = Process::new(&mut child, sink.clone(), self.max_line_bytes);
+        process.send_line(&user_message(prompt, Uuid::new_v4())).await;
+        process.drive(&mut child, stop, self).await
+    }
+}
+
+/// The state of one process while it runs.
+struct Process {
+    pgid: Option<Pid>,
+    stdin: Option<ChildStdin>,
+    stdout: Option<BufReader<tokio::process::ChildStdout>>,
+    stderr_task: Option<tokio::task::JoinHandle<String>>,
+    sink: mpsc::Sender<Line>,
+    max_line_bytes: usize,
+    buf: Vec<u8>,
+    last_result: Option<ResultLine>,
+}
+
+impl Process {
+    fn new(child: &mut Child, sink: mpsc::Sender<Line>, max_line_bytes: usize) -> Self {
+        let stderr_task = child.stderr.take().map(|stderr| tokio::spawn(forward_stderr(stderr, sink.clone())));
+        Self {
+            pgid: child.id().map(|id| Pid::from_raw(id as i32)),
+            stdin: child.stdin.take(),
+            stdout: child.stdout.take().map(|s| BufReader::with_capacity(64 * 1024, s)),
+            stderr_task,
+            sink,
+            max_line_bytes,
+            buf: Vec::new(),
+            last_result: None,
+        }
+    }
+
+    async fn drive(mut self, child: &mut Child, stop: StopHandle, limits: &Runner) -> RunEnd {
+        let deadline = Instant::now() + limits.timeout;
+        let mut phase = Phase::Running;
+        let mut phase_deadline = Instant::now();
+        let mut failure: Option<ClaudeError> = None;
+        // Set when the stop was asked for before the final result came.
+        let mut stopped_for: Option<StopReason> = None;
+        // Some(code) once the process has exited (code is None for a signal).
+        let mut exit: Option<Option<i32>> = None;
+        let mut drain_deadline = None;
+
+        loop {
+            if exit.is_some() && self.stdout.is_none() {
+                break;
+            }
+            tokio::select! {
+                read = read_line(self.stdout.as_mut(), &mut self.buf, self.max_line_bytes), if self.stdout.is_some() => {
+                    match read {
+                        Ok(true) => self.on_line().await,
+                        Ok(false) => self.stdout = None,
+                        Err(e) => {
+                            warn!(error = %e, "stopping claude: unusable stdout");
+                            self.stdout = None;
+                            if failure.is_none() {
+                                failure = Some(ClaudeError::LineTooLong { limit: self.max_line_bytes });
+                            }
+                            // Nothing it says can be read any more: no point in
+                            // a polite interrupt.
+                            self.signal(Signal::SIGTERM);
+                            phase = Phase::Terminated;
+                            phase_deadline = Instant::now() + limits.grace;
+                        }
+                    }
+                }
+                status = child.wait(), if exit.is_none() => {
+                    exit = Some(status.ok().and_then(|s| s.code()));
+                    drain_deadline = Some(Instant::now() + DRAIN_AFTER_EXIT);
+                }
+                _ = stop.token.cancelled(), if phase == Phase::Running => {
+                    // A stop after a successful final result changes nothing
+                    // about the outcome; the process is wound down anyway.
+                    if self.last_result.as_ref().is_none_or(|r| r.is_error) {
+                        stopped_for = stop.reason();
+                    }
+                    self.interrupt().await;
+                    phase = Phase::Interrupted;
+                    phase_deadline = Instant::now() + limits.grace;
+                }
+                _ = sleep_until(deadline), if phase == Phase::Running => {
+                    stop.stop(StopReason::Timeout);
+                }
+                _ = sleep_until(phase_deadline), if matches!(phase, Phase::Interrupted | Phase::Terminated) && exit.is_none() => {
+                    let signal = if phase == Phase::Interrupted { Signal::SIGTERM } else { Signal::SIGKILL };
+                    debug!(?signal, "claude did not stop in time");
+                    self.signal(signal);
+                    phase = if phase == Phase::Interrupted { Phase::Terminated } else { Phase::Killed };
+                    phase_deadline = Instant::now() + limits.grace;
+                }
+                _ = sleep_until(drain_deadline.unwrap_or_else(Instant::now)), if drain_deadline.is_some() && self.stdout.is_some() => {
+                    // claude is gone but something it started still holds stdout.
+                    self.stdout = None;
+                }
+            }
+        }
+        // Nothing of the group may outlive the run (a tool's background job).
+        self.signal(Signal::SIGKILL);
+        let stderr_tail = match self.stderr_task.take() {
+            Some(task) => {
+                tokio::time::timeout(DRAIN_AFTER_EXIT, task).await.ok().and_then(Result::ok).unwrap_or_default()
+            }
+            None => String::new(),
+        };
+        let exit_code = exit.flatten();
+        let outcome = classify(failure, stopped_for, self.last_result.as_ref(), exit_code, &stderr_tail, limits);
+        RunEnd { outcome, exit_code, result: self.last_result }
+    }
+
+    async fn on_line(&mut self) {
+        let line = Line::parse(&self.buf);
+        self.buf.clear();
+        if line.kind == LineKind::Result {
+            self.last_result = Some(ResultLine::parse(&line.payload));
+            // The turn is over: EOF lets claude finish and exit.
+            self.stdin = None;
+        }
+        // A closed sink means nobody records this run any more; keep
+        // draining so the child is not blocked on a full pipe.
+        let _ = self.sink.send(line).await;
+    }
+
+    async fn send_line(&mut self, line: &str) {
+        if let Some(stdin) = self.stdin.as_mut() {
+            let mut bytes = Vec::with_capacity(line.len() + 1);
+            bytes.extend_from_slice(line.as_bytes());
+            bytes.push(b'\n');
+            if let Err(e) = stdin.write_all(&bytes).await {
+                debug!(error = %e, "claude's stdin is closed");
+                self.stdin = None;
+            }
+        }
+    }
+
+    async fn interrupt(&mut self) {
+        self.send_line(&interrupt_request(&format!("interrupt-{}", Uuid::new_v4()))).await;
+        self.stdin = None;
+    }
+
+    fn signal(&self, signal: Signal) {
+        if let Some(pgid) = self.pgid {
+            // ESRCH just means the group is already gone.
+            let _ = killpg(pgid, signal);
+        }
+    }
+}
+
+fn classify(
+    failure: Option<ClaudeError>,
+    stopped_for: Option<StopReason>,
+    result: Option<&ResultLine>,
+    exit_code: Option<i32>,
+    stderr_tail: &str,
+    limits: &Runner,
+) -> Outcome {
+    if let Some(failure) = failure {
+        return Outcome::Failed(failure);
+    }
+    match stopped_for {
+        Some(StopReason::Cancel) => return Outcome::Cancelled,
+        Some(StopReason::Shutdown) => return Outcome::Failed(ClaudeError::Interrupted),
+        Some(StopReason::Timeout) => {
+            return Outcome::Failed(ClaudeError::Timeout(humantime::format_duration(limits.timeout).to_string()))
+        }
+        None => {}
+    }
+    let Some(result) = result else {
+        let stderr = if stderr_tail.trim().is_empty() { String::new() } else { format!(": {}", stderr_tail.trim()) };
+        return Outcome::Failed(ClaudeError::Exited { exit_code, stderr });
+    };
+    match (result.subtype.as_deref(), result.terminal_reason.as_deref()) {
+        (Some("error_max_turns"), _) | (_, Some("max_turns")) => {
+            Outcome::Failed(ClaudeError::MaxTurns(result.message()))
+        }
+        (Some("error_max_budget_usd"), _) | (_, Some("budget_exhausted")) => {
+            Outcome::Failed(ClaudeError::BudgetExceeded(result.message()))
+        }
+        _ if result.is_error && result.is_rate_limited() => Outcome::Failed(ClaudeError::RateLimited(result.message())),
+        _ if result.is_error || result.subtype.as_deref().is_some_and(|s| s.starts_with("error")) => {
+            Outcome::Failed(ClaudeError::Error(result.message()))
+        }
+        _ => Outcome::Completed,
+    }
+}
+
+/// Reads one `\n`-terminated line into `buf` (without the newline). Returns
+/// `Ok(false)` at EOF. Cancel-safe: bytes already read stay in `buf`, which
+/// is only cleared by the caller once a whole line was handled.
+async fn read_line<R: AsyncBufRead + Unpin>(reader: Option<&mut R>, buf: &mut Vec<u8>, max: usize) -> io::Result<bool> {
+    let Some(reader) = reader else { return Ok(false) };
+    loop {
+        let chunk = reader.fill_buf().await?;
+        if chunk.is_empty() {
+            // EOF: a last line without a newline still counts.
+            return Ok(!buf.is_empty());
+        }
+        let (used, done) = match memchr(chunk) {
+            Some(i) => {
+                buf.extend_from_slice(&chunk[..i]);
+                (i + 1, true)
+            }
+            None => {
+                buf.extend_from_slice(chunk);
+                (chunk.len(), false)
+            }
+        };
+        reader.consume(used);
+        if buf.len() > max {
+            buf.clear();
+            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("line longer than {max} bytes")));
+        }
+        if done {
+            return Ok(true);
+        }
+    }
+}
+
+fn memchr(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().position(|&b| b == b'\n')
+}
+
+/// Forwards stderr lines as log lines; returns the tail for error messages.
+async fn forward_stderr(stderr: tokio::process::ChildStderr, sink: mpsc::Sender<Line>) -> String {
+    let mut lines = BufReader::new(stderr).lines();
+    let mut tail = String::new();
+    while let Ok(Some(text)) = lines.next_line().await {
+        tail.push_str(&text);
+        tail.push('\n');
+        if tail.len() > STDERR_TAIL {
+            let cut = tail.len() - STDERR_TAIL;
+            let cut = (cut..tail.len()).find(|&i| tail.is_char_boundary(i)).unwrap_or(tail.len());
+            tail.drain(..cut);
+        }
+        let _ = sink.send(Line::text(STDERR, &text)).await;
+    }
+    tail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn read_line_splits_and_caps() {
+        let data: &[u8] = b"{\"a\":1}\n\nlast";
+        let mut reader = BufReader::with_capacity(4, data);
+        let mut buf = Vec::new();
+        let mut lines = Vec::new();
+        while read_line(Some(&mut reader), &mut buf, 100).await.unwrap() {
+            lines.push(String::from_utf8(std::mem::take(&mut buf)).unwrap());
+        }
+        assert_eq!(lines, ["{\"a\":1}", "", "last"]);
+
+        let long = [b'x'; 50];
+        let mut reader = BufReader::with_capacity(8, &long[..]);
+        assert!(read_line(Some(&mut reader), &mut Vec::new(), 20).await.is_err());
+    }
+}

@@ -1,0 +1,265 @@
+//! What one stdout line of `claude --output-format stream-json` is.
+//!
+//! Lines are stored verbatim; this module only pulls out the few fields the
+//! server acts on. Key order is not fixed and new types appear between CLI
+//! versions, so parsing is tolerant: anything unrecognised is `Other` and is
+//! passed on unchanged; a line that is not JSON at all is kept as text.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// The type recorded for a stdout line that is not JSON.
+pub const INVALID_JSON: &str = "invalid_json";
+/// The type recorded for a line of the child's stderr.
+pub const STDERR: &str = "stderr";
+
+/// The top-level fields every line may carry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Header {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    subtype: Option<Value>,
+    uuid: Option<Value>,
+    session_id: Option<Value>,
+}
+
+/// What the server does with a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineKind {
+    /// `system`/`init`: carries Claude's session id.
+    Init,
+    /// The end of a turn; the outcome is read from it.
+    Result,
+    /// A partial-token event (`--include-partial-messages`): live only.
+    StreamEvent,
+    /// The CLI answered one of our control requests.
+    ControlResponse,
+    /// The CLI asks us something (permission prompts, hooks).
+    ControlRequest,
+    /// Not JSON; kept as text.
+    Invalid,
+    /// Everything else, known or not: stored and forwarded unchanged.
+    Other,
+}
+
+/// One parsed stdout line.
+#[derive(Debug, Clone)]
+pub struct Line {
+    pub kind: LineKind,
+    /// The `type` field (or [`INVALID_JSON`]).
+    pub type_name: String,
+    pub subtype: Option<String>,
+    pub uuid: Option<String>,
+    pub session_id: Option<String>,
+    /// The line as written, without its newline. For a non-JSON line this is
+    /// a JSON string holding the text, so the payload is always JSON.
+    pub payload: String,
+}
+
+impl Line {
+    /// Parses one line (without the trailing newline).
+    pub fn parse(raw: &[u8]) -> Line {
+        match serde_json::from_slice::<Header>(raw) {
+            Ok(header) => Self::from_header(header, raw),
+            // Valid JSON whose top level is not an object, or whose `type`
+            // is not a string: keep it, with no header fields.
+            Err(_) if serde_json::from_slice::<serde::de::IgnoredAny>(raw).is_ok() => Line {
+                kind: LineKind::Other,
+                type_name: "unknown".into(),
+                subtype: None,
+                uuid: None,
+                session_id: None,
+                payload: String::from_utf8_lossy(raw).into_owned(),
+            },
+            Err(_) => Self::text(INVALID_JSON, &String::from_utf8_lossy(raw)),
+        }
+    }
+
+    /// A line that is not JSON (garbage on stdout, or a stderr line), held
+    /// as a JSON string.
+    pub fn text(type_name: &str, text: &str) -> Line {
+        Line {
+            kind: if type_name == INVALID_JSON { LineKind::Invalid } else { LineKind::Other },
+            type_name: type_name.into(),
+            subtype: None,
+            uuid: None,
+            session_id: None,
+            payload: Value::String(text.to_owned()).to_string(),
+        }
+    }
+
+    fn from_header(header: Header, raw: &[u8]) -> Line {
+        let as_string = |v: Option<Value>| match v {
+            Some(Value::String(s)) => Some(s),
+            _ => None,
+        };
+        let type_name = header.kind.unwrap_or_else(|| "unknown".into());
+        let subtype = as_string(header.subtype);
+        let kind = match (type_name.as_str(), subtype.as_deref()) {
+            ("system", Some("init")) => LineKind::Init,
+            ("result", _) => LineKind::Result,
+            ("stream_event", _) => LineKind::StreamEvent,
+            ("control_response", _) => LineKind::ControlResponse,
+            ("control_request", _) => LineKind::ControlRequest,
+            _ => LineKind::Other,
+        };
+        Line {
+            kind,
+            type_name,
+            subtype,
+            uuid: as_string(header.uuid),
+            session_id: as_string(header.session_id),
+            // from_slice succeeded, so the bytes are valid UTF-8.
+            payload: String::from_utf8_lossy(raw).into_owned(),
+        }
+    }
+
+    /// Partial-token events are delivered live and never stored.
+    pub fn is_live_only(&self) -> bool {
+        self.kind == LineKind::StreamEvent
+    }
+}
+
+/// The fields of a `result` line the outcome depends on.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ResultLine {
+    pub subtype: Option<String>,
+    pub is_error: bool,
+    pub num_turns: Option<i64>,
+    pub total_cost_usd: Option<f64>,
+    pub usage: Option<Value>,
+    pub result: Option<Value>,
+    pub errors: Option<Vec<Value>>,
+    pub terminal_reason: Option<String>,
+    pub api_error_status: Option<Value>,
+    pub session_id: Option<String>,
+    /// The whole line.
+    #[serde(skip)]
+    pub raw: Option<Value>,
+}
+
+impl ResultLine {
+    pub fn parse(payload: &str) -> ResultLine {
+        let Ok(raw) = serde_json::from_str::<Value>(payload) else { return ResultLine::default() };
+        let mut result = ResultLine::deserialize(&raw).unwrap_or_default();
+        result.raw = Some(raw);
+        result
+    }
+
+    /// The final answer text, for a successful result.
+    pub fn text(&self) -> Option<&str> {
+        self.result.as_ref().and_then(Value::as_str)
+    }
+
+    /// A human-readable reason: the result text, else the `errors` list.
+    pub fn message(&self) -> String {
+        if let Some(Value::String(text)) = &self.result {
+            if !text.is_empty() {
+                return text.clone();
+            }
+        }
+        let errors: Vec<String> = self
+            .errors
+            .iter()
+            .flatten()
+            .map(|e| match e {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect();
+        if errors.is_empty() {
+            format!("claude reported {}", self.subtype.as_deref().unwrap_or("an error"))
+        } else {
+            errors.join("; ")
+        }
+    }
+
+    /// Whether the API refused the request for rate or usage limits.
+    pub fn is_rate_limited(&self) -> bool {
+        match &self.api_error_status {
+            Some(Value::Number(n)) => n.as_i64() == Some(429),
+            Some(Value::String(s)) => s == "429",
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture_lines(name: &str) -> Vec<Line> {
+        let path = format!("{}/tests/fixtures/{name}.jsonl", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(path).unwrap().lines().map(|l| Line::parse(l.as_bytes())).collect()
+    }
+
+    #[test]
+    fn recorded_text_run_has_init_then_result() {
+        let lines = fixture_lines("text");
+        assert_eq!(lines.first().unwrap().kind, LineKind::Init);
+        assert!(lines.first().unwrap().session_id.is_some());
+        assert_eq!(lines.last().unwrap().kind, LineKind::Result);
+        let result = ResultLine::parse(&lines.last().unwrap().payload);
+        assert_eq!(result.subtype.as_deref(), Some("success"));
+        assert!(!result.is_error);
+        assert!(result.total_cost_usd.unwrap() > 0.0);
+    }
+
+    #[test]
+    fn every_recorded_line_is_json_with_a_type() {
+        let root = format!("{}/tests/fixtures", env!("CARGO_MANIFEST_DIR"));
+        let mut seen = 0;
+        let entries = std::fs::read_dir(&root).unwrap().chain(std::fs::read_dir(format!("{root}/control")).unwrap());
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) != Some("jsonl") {
+                continue;
+            }
+            for raw in std::fs::read_to_string(&path).unwrap().lines() {
+                let line = Line::parse(raw.as_bytes());
+                assert_ne!(line.kind, LineKind::Invalid, "{}: {raw}", path.display());
+                assert_ne!(line.type_name, "unknown", "{}: {raw}", path.display());
+                assert_eq!(line.payload, raw);
+                seen += 1;
+            }
+        }
+        assert!(seen > 100);
+    }
+
+    #[test]
+    fn partial_messages_are_live_only() {
+        let lines = fixture_lines("text_partial_messages");
+        assert!(lines.iter().any(Line::is_live_only));
+        assert!(lines.iter().any(|l| l.kind == LineKind::Result));
+    }
+
+    #[test]
+    fn max_turns_and_rate_limits_are_recognised() {
+        let last = fixture_lines("max_turns_1").pop().unwrap();
+        let result = ResultLine::parse(&last.payload);
+        assert_eq!(result.subtype.as_deref(), Some("error_max_turns"));
+        assert!(result.message().contains("maximum number of turns"));
+
+        // The recording's first turn hit the limit; its second one worked.
+        let lines = fixture_lines("control/rate_limit_429_no_retry");
+        let results: Vec<ResultLine> =
+            lines.iter().filter(|l| l.kind == LineKind::Result).map(|l| ResultLine::parse(&l.payload)).collect();
+        assert!(results[0].is_error && results[0].is_rate_limited());
+        assert!(results[0].message().contains("429"));
+        assert!(!results[1].is_error && !results[1].is_rate_limited());
+    }
+
+    #[test]
+    fn garbage_and_odd_lines_are_kept() {
+        let garbage = Line::parse(b"not json {");
+        assert_eq!(garbage.kind, LineKind::Invalid);
+        assert_eq!(garbage.payload, "\"not json {\"");
+        let odd = Line::parse(br#"{"type":"brand_new","subtype":7,"x":[1]}"#);
+        assert_eq!((odd.kind, odd.type_name.as_str(), odd.subtype), (LineKind::Other, "brand_new", None));
+        let array = Line::parse(b"[1,2]");
+        assert_eq!(array.type_name, "unknown");
+        assert_eq!(array.payload, "[1,2]");
+    }
+}

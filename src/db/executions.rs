@@ -1,0 +1,174 @@
+//! Executions: one run of `claude` each.
+
+use chrono::Utc;
+use entity::{execution, session, workspace};
+use sea_orm::{prelude::*, sea_query::Query, ActiveValue::Set, QueryOrder, QuerySelect, TransactionTrait};
+use serde_json::Value as Json;
+use uuid::Uuid;
+
+use super::DbResult;
+
+pub const PENDING: &str = "PENDING";
+pub const RUNNING: &str = "RUNNING";
+pub const COMPLETED: &str = "COMPLETED";
+pub const FAILED: &str = "FAILED";
+pub const CANCELLED: &str = "CANCELLED";
+
+/// What a new execution is made of.
+pub struct NewExecution {
+    pub id: Uuid,
+    pub session_id: Uuid,
+    pub workspace_id: Uuid,
+    pub prompt: String,
+    pub options: Json,
+    pub metadata: Option<Json>,
+    pub resumed_from: Option<String>,
+    pub replica_id: String,
+}
+
+pub async fn create(db: &impl ConnectionTrait, new: NewExecution) -> DbResult<execution::Model> {
+    let model = execution::ActiveModel {
+        id: Set(new.id),
+        session_id: Set(new.session_id),
+        workspace_id: Set(new.workspace_id),
+        status: Set(PENDING.into()),
+        prompt: Set(new.prompt),
+        options: Set(new.options),
+        metadata: Set(new.metadata),
+        claude_session_id: Set(None),
+        resumed_from: Set(new.resumed_from),
+        message_count: Set(0),
+        num_turns: Set(None),
+        cost_usd: Set(None),
+        usage: Set(None),
+        result: Set(None),
+        exit_code: Set(None),
+        error_code: Set(None),
+        error_message: Set(None),
+        replica_id: Set(Some(new.replica_id)),
+        created_at: Set(Utc::now()),
+        started_at: Set(None),
+        finished_at: Set(None),
+    };
+    Ok(model.insert(db).await?)
+}
+
+/// The execution, if its workspace belongs to `owner`.
+pub async fn get(db: &impl ConnectionTrait, owner: &str, id: Uuid) -> DbResult<Option<execution::Model>> {
+    let owned = Query::select()
+        .column(workspace::Column::Id)
+        .from(workspace::Entity)
+        .and_where(workspace::Column::Owner.eq(owner))
+        .to_owned();
+    Ok(execution::Entity::find_by_id(id).filter(execution::Column::WorkspaceId.in_subquery(owned)).one(db).await?)
+}
+
+/// By id, without an owner check: for the server's own use.
+pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> DbResult<Option<execution::Model>> {
+    Ok(execution::Entity::find_by_id(id).one(db).await?)
+}
+
+/// One page of a session's executions, newest first (`limit + 1` rows).
+pub async fn list(
+    db: &DatabaseConnection,
+    session_id: Uuid,
+    limit: u64,
+    before: Option<Uuid>,
+) -> DbResult<Vec<execution::Model>> {
+    let mut query = execution::Entity::find().filter(execution::Column::SessionId.eq(session_id));
+    if let Some(before) = before {
+        query = query.filter(execution::Column::Id.lt(before));
+    }
+    Ok(query.order_by_desc(execution::Column::Id).limit(limit + 1).all(db).await?)
+}
+
+/// PENDING -> RUNNING. False when it is no longer PENDING (cancelled while
+/// it waited).
+pub async fn mark_running(db: &DatabaseConnection, id: Uuid) -> DbResult<bool> {
+    let updated = execution::Entity::update_many()
+        .col_expr(execution::Column::Status, Expr::value(RUNNING))
+        .col_expr(execution::Column::StartedAt, Expr::value(Utc::now()))
+        .filter(execution::Column::Id.eq(id))
+        .filter(execution::Column::Status.eq(PENDING))
+        .exec(db)
+        .await?;
+    Ok(updated.rows_affected == 1)
+}
+
+/// Records Claude's session id on the execution and on its session (the
+/// id later runs of the session resume).
+pub async fn set_claude_session_id(
+    db: &DatabaseConnection,
+    id: Uuid,
+    session_id: Uuid,
+    claude_session_id: &str,
+) -> DbResult<()> {
+    execution::Entity::update_many()
+        .col_expr(execution::Column::ClaudeSessionId, Expr::value(claude_session_id))
+        .filter(execution::Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    super::sessions::set_claude_session_id(db, session_id, claude_session_id).await
+}
+
+/// How a run ended, as stored.
+#[derive(Debug, Clone, Default)]
+pub struct Finish {
+    pub status: &'static str,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub exit_code: Option<i32>,
+    pub num_turns: Option<i32>,
+    pub cost_usd: Option<f64>,
+    pub usage: Option<Json>,
+    pub result: Option<Json>,
+}
+
+/// Marks the execution finished and frees its session, in one transaction.
+/// Only a PENDING or RUNNING execution is finished; returns false if it
+/// already was.
+pub async fn finish(db: &DatabaseConnection, id: Uuid, session_id: Uuid, f: Finish) -> DbResult<bool> {
+    let txn = db.begin().await?;
+    let now = Utc::now();
+    let updated = execution::Entity::update_many()
+        .col_expr(execution::Column::Status, Expr::value(f.status))
+        .col_expr(execution::Column::ErrorCode, Expr::value(f.error_code))
+        .col_expr(execution::Column::ErrorMessage, Expr::value(f.error_message))
+        .col_expr(execution::Column::ExitCode, Expr::value(f.exit_code))
+        .col_expr(execution::Column::NumTurns, Expr::value(f.num_turns))
+        .col_expr(execution::Column::CostUsd, Expr::value(f.cost_usd))
+        .col_expr(execution::Column::Usage, Expr::value(f.usage))
+        .col_expr(execution::Column::Result, Expr::value(f.result))
+        .col_expr(execution::Column::FinishedAt, Expr::value(now))
+        .filter(execution::Column::Id.eq(id))
+        .filter(execution::Column::Status.is_in([PENDING, RUNNING]))
+        .exec(&txn)
+        .await?;
+    if updated.rows_affected == 0 {
+        txn.rollback().await?;
+        return Ok(false);
+    }
+    session::Entity::update_many()
+        .col_expr(session::Column::ActiveExecutionId, Expr::value(Option::<Uuid>::None))
+        .col_expr(
+            session::Column::TotalCostUsd,
+            Expr::col(session::Column::TotalCostUsd).add(f.cost_usd.unwrap_or(0.0)),
+        )
+        .col_expr(session::Column::LastActivityAt, Expr::value(now))
+        .filter(session::Column::Id.eq(session_id))
+        .filter(session::Column::ActiveExecutionId.eq(id))
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(true)
+}
+
+/// Runs of `replica_id` left PENDING or RUNNING by a server that stopped
+/// without finishing them.
+pub async fn unfinished(db: &DatabaseConnection, replica_id: &str) -> DbResult<Vec<execution::Model>> {
+    Ok(execution::Entity::find()
+        .filter(execution::Column::Status.is_in([PENDING, RUNNING]))
+        .filter(execution::Column::ReplicaId.eq(replica_id))
+        .all(db)
+        .await?)
+}

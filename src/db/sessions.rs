@@ -1,0 +1,104 @@
+//! Sessions: a workspace's conversations with Claude.
+
+use chrono::Utc;
+use entity::{session, workspace};
+use sea_orm::{prelude::*, sea_query::Query, ActiveValue::Set, QueryOrder, QuerySelect};
+use uuid::Uuid;
+
+use super::DbResult;
+
+pub const ACTIVE: &str = "ACTIVE";
+pub const CLOSED: &str = "CLOSED";
+
+/// A new ACTIVE session, already claimed by `execution_id`.
+pub async fn create(db: &impl ConnectionTrait, workspace_id: Uuid, execution_id: Uuid) -> DbResult<session::Model> {
+    let now = Utc::now();
+    let model = session::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        workspace_id: Set(workspace_id),
+        status: Set(ACTIVE.into()),
+        claude_session_id: Set(None),
+        active_execution_id: Set(Some(execution_id)),
+        message_count: Set(0),
+        total_cost_usd: Set(0.0),
+        created_at: Set(now),
+        last_activity_at: Set(now),
+    };
+    Ok(model.insert(db).await?)
+}
+
+/// The owner's workspace ids, as a subquery.
+fn owned_workspaces(owner: &str) -> sea_orm::sea_query::SelectStatement {
+    Query::select()
+        .column(workspace::Column::Id)
+        .from(workspace::Entity)
+        .and_where(workspace::Column::Owner.eq(owner))
+        .to_owned()
+}
+
+/// The session, if its workspace belongs to `owner`.
+pub async fn get(db: &impl ConnectionTrait, owner: &str, id: Uuid) -> DbResult<Option<session::Model>> {
+    Ok(session::Entity::find_by_id(id)
+        .filter(session::Column::WorkspaceId.in_subquery(owned_workspaces(owner)))
+        .one(db)
+        .await?)
+}
+
+/// One page of a workspace's sessions, newest first (`limit + 1` rows).
+pub async fn list(
+    db: &DatabaseConnection,
+    workspace_id: Uuid,
+    status: Option<&str>,
+    limit: u64,
+    before: Option<Uuid>,
+) -> DbResult<Vec<session::Model>> {
+    let mut query = session::Entity::find().filter(session::Column::WorkspaceId.eq(workspace_id));
+    if let Some(status) = status {
+        query = query.filter(session::Column::Status.eq(status));
+    }
+    if let Some(before) = before {
+        query = query.filter(session::Column::Id.lt(before));
+    }
+    Ok(query.order_by_desc(session::Column::Id).limit(limit + 1).all(db).await?)
+}
+
+/// Makes `execution_id` the session's one active execution. Atomic, so two
+/// concurrent starts (on any replica) cannot both win. Returns false when
+/// the session is closed or already busy.
+pub async fn claim(db: &impl ConnectionTrait, session_id: Uuid, execution_id: Uuid) -> DbResult<bool> {
+    let updated = session::Entity::update_many()
+        .col_expr(session::Column::ActiveExecutionId, Expr::value(execution_id))
+        .col_expr(session::Column::LastActivityAt, Expr::value(Utc::now()))
+        .filter(session::Column::Id.eq(session_id))
+        .filter(session::Column::Status.eq(ACTIVE))
+        .filter(session::Column::ActiveExecutionId.is_null())
+        .exec(db)
+        .await?;
+    Ok(updated.rows_affected == 1)
+}
+
+/// Marks the session CLOSED; returns it.
+pub async fn close(db: &DatabaseConnection, id: Uuid) -> DbResult<()> {
+    session::Entity::update_many()
+        .col_expr(session::Column::Status, Expr::value(CLOSED))
+        .col_expr(session::Column::LastActivityAt, Expr::value(Utc::now()))
+        .filter(session::Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Records Claude's own session id (from the first run's `init`).
+pub async fn set_claude_session_id(db: &impl ConnectionTrait, id: Uuid, claude_session_id: &str) -> DbResult<()> {
+    session::Entity::update_many()
+        .col_expr(session::Column::ClaudeSessionId, Expr::value(claude_session_id))
+        .filter(session::Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Session by id, without an owner check: for the server's own use.
+pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> DbResult<Option<session::Model>> {
+    Ok(session::Entity::find_by_id(id).one(db).await?)
+}

@@ -1,0 +1,81 @@
+//! Per-execution fan-out of events to live subscribers.
+//!
+//! A channel exists from the moment an execution is created until its
+//! terminal event has been sent; subscribers join it *before* they read the
+//! store, so nothing published in between is missed (they drop duplicates
+//! by `seq`). The channel is bounded: a subscriber that falls behind gets
+//! `Lagged` and catches up from the store, so it never slows the run or the
+//! other subscribers.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+use super::Event;
+
+/// Events buffered per execution for subscribers that are a little behind.
+const CHANNEL_CAPACITY: usize = 4096;
+
+type Channels = Arc<Mutex<HashMap<Uuid, broadcast::Sender<Arc<Event>>>>>;
+
+/// The registry of live executions' channels.
+#[derive(Clone, Default)]
+pub struct Broker {
+    channels: Channels,
+}
+
+impl Broker {
+    /// Opens the channel of a new execution. The returned publisher is the
+    /// only sender; dropping it closes the channel.
+    pub fn open(&self, execution_id: Uuid) -> Publisher {
+        let (tx, _) = broadcast::channel(CHANNEL_CAPACITY);
+        self.lock().insert(execution_id, tx.clone());
+        Publisher { execution_id, tx, channels: self.channels.clone() }
+    }
+
+    /// Joins an execution's live events, if it is live on this server.
+    pub fn subscribe(&self, execution_id: Uuid) -> Option<broadcast::Receiver<Arc<Event>>> {
+        self.lock().get(&execution_id).map(broadcast::Sender::subscribe)
+    }
+
+    /// How many executions have a live channel.
+    pub fn live_executions(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, broadcast::Sender<Arc<Event>>>> {
+        // A panic while holding this lock cannot leave the map half-changed.
+        self.channels.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The sending side of one execution's channel.
+pub struct Publisher {
+    execution_id: Uuid,
+    tx: broadcast::Sender<Arc<Event>>,
+    channels: Channels,
+}
+
+impl Publisher {
+    /// Sends to whoever listens now; nobody listening is fine.
+    pub fn publish(&self, event: Event) {
+        let _ = self.tx.send(Arc::new(event));
+    }
+
+    pub fn execution_id(&self) -> Uuid {
+        self.execution_id
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        if channels.get(&self.execution_id).is_some_and(|tx| tx.same_channel(&self.tx)) {
+            channels.remove(&self.execution_id);
+        }
+    }
+}

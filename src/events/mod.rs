@@ -1,0 +1,100 @@
+//! The event pipeline: the recorder numbers and stores what `claude` writes
+//! and then publishes it; the broker fans it out per execution; a
+//! subscription replays from the store and then follows live.
+
+pub mod broker;
+pub mod recorder;
+pub mod subscription;
+
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+pub use broker::{Broker, Publisher};
+
+/// A run's error, as `Execution.error` and `StatusEvent.error` show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunError {
+    pub code: String,
+    pub message: String,
+}
+
+/// One message `claude` wrote. Stored ones have a `seq`; partial-token
+/// events (live only) do not.
+#[derive(Debug, Clone)]
+pub struct MessageEvent {
+    pub execution_id: Uuid,
+    pub seq: Option<i64>,
+    pub type_name: String,
+    pub subtype: Option<String>,
+    /// The line exactly as written (JSON text).
+    pub payload: Arc<str>,
+}
+
+/// Counters of a running execution.
+#[derive(Debug, Clone)]
+pub struct ProgressEvent {
+    pub execution_id: Uuid,
+    /// A rough 0..1 estimate; see `Execution.progress`.
+    pub progress: f64,
+    pub message_count: i64,
+    pub num_turns: i32,
+    pub cost_usd: Option<f64>,
+    pub elapsed_ms: i64,
+}
+
+/// A status change; a terminal one is the last event of an execution.
+#[derive(Debug, Clone)]
+pub struct StatusEvent {
+    pub execution_id: Uuid,
+    pub status: String,
+    pub error: Option<RunError>,
+}
+
+impl StatusEvent {
+    pub fn is_terminal(&self) -> bool {
+        is_terminal(&self.status)
+    }
+}
+
+/// Whether an execution status is final.
+pub fn is_terminal(status: &str) -> bool {
+    matches!(status, "COMPLETED" | "FAILED" | "CANCELLED")
+}
+
+/// What subscribers receive.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Message(MessageEvent),
+    Progress(ProgressEvent),
+    Status(StatusEvent),
+}
+
+impl MessageEvent {
+    pub fn from_stored(m: &entity::message::Model) -> Self {
+        MessageEvent {
+            execution_id: m.execution_id,
+            seq: Some(m.seq),
+            type_name: m.r#type.clone(),
+            subtype: m.subtype.clone(),
+            payload: Arc::from(m.payload.as_str()),
+        }
+    }
+}
+
+/// A rough 0..1 estimate of how far a run is: 0 while pending, 1 once
+/// finished; in between, turns over `maxTurns` when that is set, otherwise
+/// a figure that grows with each turn and never reaches 1.
+pub fn progress(status: &str, num_turns: i32, max_turns: Option<i32>) -> f64 {
+    match status {
+        "PENDING" => 0.0,
+        "RUNNING" => {
+            let turns = f64::from(num_turns.max(0));
+            match max_turns {
+                Some(max) if max > 0 => (turns / f64::from(max)).min(0.99),
+                _ => turns / (turns + 3.0),
+            }
+        }
+        _ => 1.0,
+    }
+}

@@ -1,0 +1,174 @@
+//! Numbers, stores and then publishes one execution's lines.
+//!
+//! The recorder is the only writer of an execution's messages and the only
+//! publisher of its events, so `seq` is gap-free and events leave in the
+//! order `claude` wrote them. It takes whatever lines have piled up since
+//! the last write and stores them in one transaction: a quiet run costs one
+//! small transaction per line, a chatty one a few large ones per second.
+
+use std::{sync::Arc, time::Duration};
+
+use sea_orm::DatabaseConnection;
+use serde::Deserialize;
+use tokio::{sync::mpsc, time::Instant};
+use tracing::{error, warn};
+use uuid::Uuid;
+
+use super::{Event, MessageEvent, ProgressEvent, Publisher};
+use crate::{
+    claude::{Line, LineKind},
+    db::{self, messages::NewMessage},
+};
+
+/// Most lines stored in one transaction.
+const MAX_BATCH: usize = 2048;
+/// ProgressEvents are sent at most this often.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+/// How often a failed write is tried before the run is given up.
+const STORE_ATTEMPTS: u32 = 8;
+
+/// The recorder's view of an execution.
+pub struct Recorder {
+    pub db: DatabaseConnection,
+    pub publisher: Publisher,
+    pub execution_id: Uuid,
+    pub session_id: Uuid,
+    /// The session's message count when this execution started.
+    pub session_base: i64,
+    /// `maxTurns` of the run, for the progress estimate.
+    pub max_turns: Option<i32>,
+}
+
+/// What the recorder saw, for the execution's final record.
+#[derive(Debug, Default)]
+pub struct Recorded {
+    pub message_count: i64,
+    pub num_turns: i32,
+    pub claude_session_id: Option<String>,
+    /// Set when the store failed for good; the run must be stopped.
+    pub store_failed: bool,
+}
+
+#[derive(Deserialize)]
+struct AssistantLine {
+    message: Option<ApiMessage>,
+}
+
+#[derive(Deserialize)]
+struct ApiMessage {
+    id: Option<String>,
+}
+
+impl Recorder {
+    /// Consumes lines until the runner closes the channel. `on_store_failure`
+    /// is called once if the store gives up, so the caller can stop the run.
+    pub async fn run(self, mut lines: mpsc::Receiver<Line>, on_store_failure: impl Fn()) -> (Publisher, Recorded) {
+        let started = Instant::now();
+        let mut recorded = Recorded::default();
+        let mut last_api_message: Option<String> = None;
+        let mut last_progress = Instant::now() - PROGRESS_EVERY;
+        let mut incoming = Vec::with_capacity(64);
+        while lines.recv_many(&mut incoming, MAX_BATCH).await > 0 {
+            let mut to_store = Vec::with_capacity(incoming.len());
+            let mut to_publish = Vec::with_capacity(incoming.len());
+            for line in incoming.drain(..) {
+                let seq = if line.is_live_only() {
+                    None
+                } else {
+                    recorded.message_count += 1;
+                    Some(recorded.message_count)
+                };
+                self.observe(&line, &mut recorded, &mut last_api_message).await;
+                let event = MessageEvent {
+                    execution_id: self.execution_id,
+                    seq,
+                    type_name: line.type_name.clone(),
+                    subtype: line.subtype.clone(),
+                    payload: Arc::from(line.payload.as_str()),
+                };
+                if let Some(seq) = seq {
+                    to_store.push(NewMessage {
+                        seq,
+                        session_seq: self.session_base + seq,
+                        type_name: line.type_name,
+                        subtype: line.subtype,
+                        uuid: line.uuid,
+                        payload: line.payload,
+                    });
+                }
+                to_publish.push(event);
+            }
+            if !recorded.store_failed && !self.store(&to_store).await {
+                recorded.store_failed = true;
+                on_store_failure();
+            }
+            if recorded.store_failed {
+                // Never deliver what is not stored; keep draining so the
+                // runner can wind the process down.
+                continue;
+            }
+            for event in to_publish {
+                self.publisher.publish(Event::Message(event));
+            }
+            if last_progress.elapsed() >= PROGRESS_EVERY {
+                last_progress = Instant::now();
+                self.publisher.publish(Event::Progress(ProgressEvent {
+                    execution_id: self.execution_id,
+                    progress: super::progress("RUNNING", recorded.num_turns, self.max_turns),
+                    message_count: recorded.message_count,
+                    num_turns: recorded.num_turns,
+                    cost_usd: None,
+                    elapsed_ms: started.elapsed().as_millis() as i64,
+                }));
+            }
+        }
+        (self.publisher, recorded)
+    }
+
+    /// Picks up what the server tracks from a line.
+    async fn observe(&self, line: &Line, recorded: &mut Recorded, last_api_message: &mut Option<String>) {
+        match line.kind {
+            LineKind::Init if recorded.claude_session_id.is_none() => {
+                if let Some(id) = &line.session_id {
+                    recorded.claude_session_id = Some(id.clone());
+                    let saved = db::executions::set_claude_session_id(&self.db, self.execution_id, self.session_id, id);
+                    if let Err(e) = saved.await {
+                        warn!(error = %e, "could not record claude's session id");
+                    }
+                }
+            }
+            // One API reply comes as several assistant lines sharing an id.
+            LineKind::Other if line.type_name == "assistant" => {
+                let id = serde_json::from_str::<AssistantLine>(&line.payload)
+                    .ok()
+                    .and_then(|l| l.message)
+                    .and_then(|m| m.id);
+                if id.is_some() && id != *last_api_message {
+                    recorded.num_turns += 1;
+                    *last_api_message = id;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Stores a batch, retrying with backoff; false if it could not.
+    async fn store(&self, batch: &[NewMessage]) -> bool {
+        if batch.is_empty() {
+            return true;
+        }
+        let mut delay = Duration::from_millis(50);
+        for attempt in 1..=STORE_ATTEMPTS {
+            match db::messages::store_batch(&self.db, self.execution_id, self.session_id, batch).await {
+                Ok(()) => return true,
+                Err(e) if attempt < STORE_ATTEMPTS => {
+                    warn!(error = %e, attempt, "storing messages failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => error!(error = %e, "storing messages failed; giving up on the run"),
+            }
+        }
+        false
+    }
+}

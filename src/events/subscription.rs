@@ -1,0 +1,119 @@
+//! `executionEvents`: replay from the store, then follow live.
+//!
+//! Exactly once and in order, wherever the subscriber comes in: it joins the
+//! live channel first, then replays the store, and drops live messages it
+//! already has by `seq`. A gap (it lagged behind the channel) is filled from
+//! the store. The terminal status is the last event.
+
+use std::{sync::Arc, time::Duration};
+
+use async_stream::stream;
+use futures_util::Stream;
+use sea_orm::DatabaseConnection;
+use tokio::sync::broadcast::error::RecvError;
+use tracing::warn;
+use uuid::Uuid;
+
+use super::{is_terminal, Broker, Event, MessageEvent, RunError, StatusEvent};
+use crate::db;
+
+/// Rows read from the store per replay query.
+const REPLAY_PAGE: u64 = 1000;
+/// How often an execution that is not live here is looked at in the store.
+const POLL_EVERY: Duration = Duration::from_millis(250);
+
+/// The event stream of one execution, starting after `after_seq`. Ends
+/// after the terminal StatusEvent. The caller has checked access.
+pub fn execution_events(
+    db: DatabaseConnection,
+    broker: Broker,
+    execution_id: Uuid,
+    after_seq: i64,
+) -> impl Stream<Item = Arc<Event>> + Send + 'static {
+    stream! {
+        // Join before reading the store, so nothing falls in between.
+        let mut live = broker.subscribe(execution_id);
+        let mut last = after_seq;
+        // Set once the run is known to be over: catch up, send it, end.
+        let mut finished: Option<StatusEvent> = None;
+        loop {
+            // Catch up from the store.
+            loop {
+                let page = stored_after(&db, execution_id, last).await;
+                let more = page.len() as u64 == REPLAY_PAGE;
+                for (seq, event) in page {
+                    last = seq;
+                    yield event;
+                }
+                if !more {
+                    break;
+                }
+            }
+            if let Some(status) = finished.take() {
+                yield Arc::new(Event::Status(status));
+                return;
+            }
+            // Messages are stored before the status turns terminal, so one
+            // more catch-up after seeing it finds everything.
+            if let Some(status) = terminal_status(&db, execution_id).await {
+                finished = Some(status);
+                continue;
+            }
+            let Some(rx) = live.as_mut() else {
+                // Not live on this server: watch the store.
+                tokio::time::sleep(POLL_EVERY).await;
+                live = broker.subscribe(execution_id);
+                continue;
+            };
+            // Follow live until the run ends, or this subscriber lags (the
+            // store then has what it missed: events are published only
+            // after they are stored).
+            loop {
+                match rx.recv().await {
+                    Ok(event) => match &*event {
+                        Event::Message(m) => match m.seq {
+                            Some(seq) if seq <= last => {}
+                            Some(seq) if seq == last + 1 => {
+                                last = seq;
+                                yield event;
+                            }
+                            Some(_) => break,
+                            None => yield event,
+                        },
+                        Event::Status(s) if s.is_terminal() => {
+                            finished = Some(s.clone());
+                            break;
+                        }
+                        _ => yield event,
+                    },
+                    Err(RecvError::Lagged(_)) => break,
+                    Err(RecvError::Closed) => {
+                        live = None;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One page of what is stored after `last`, with each event's seq.
+async fn stored_after(db: &DatabaseConnection, execution_id: Uuid, last: i64) -> Vec<(i64, Arc<Event>)> {
+    match db::messages::after(db, execution_id, last, REPLAY_PAGE).await {
+        Ok(page) => page.iter().map(|m| (m.seq, Arc::new(Event::Message(MessageEvent::from_stored(m))))).collect(),
+        Err(e) => {
+            warn!(error = %e, %execution_id, "replay from the store failed");
+            Vec::new()
+        }
+    }
+}
+
+/// The final status, if the execution has finished.
+async fn terminal_status(db: &DatabaseConnection, execution_id: Uuid) -> Option<StatusEvent> {
+    let execution = db::executions::find(db, execution_id).await.ok().flatten()?;
+    is_terminal(&execution.status).then(|| StatusEvent {
+        execution_id,
+        error: execution.error_code.map(|code| RunError { code, message: execution.error_message.unwrap_or_default() }),
+        status: execution.status,
+    })
+}

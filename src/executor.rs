@@ -1,0 +1,382 @@
+//! The executor: starts, queues, runs, cancels and finishes executions.
+//!
+//! Every run is a task on the executor's `TaskTracker`, with a `StopHandle`
+//! that is a child of the server's shutdown token: cancelling one run, or
+//! all of them on shutdown, goes through the same path. A semaphore caps
+//! how many run at once; tokio's semaphore is fair, so queued (PENDING)
+//! runs start in the order they were created.
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use entity::{execution, session};
+use sea_orm::{DatabaseConnection, TransactionTrait};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::{info, info_span, warn, Instrument};
+use uuid::Uuid;
+
+use crate::{
+    claude::{runner::StopHandle, ClaudeCommand, ClaudeError, Outcome, RunEnd, RunOptions, Runner, StopReason},
+    db::{self, executions::Finish},
+    error::{AppError, AppResult},
+    events::{recorder::Recorder, Broker, Event, ProgressEvent, Publisher, RunError, StatusEvent},
+};
+
+/// Lines buffered between the runner and the recorder; when full, reading
+/// claude's stdout pauses (the store is the one thing allowed to slow it).
+const LINE_BUFFER: usize = 4096;
+
+/// A request to run a prompt, already validated.
+#[derive(Debug, Clone)]
+pub struct StartRequest {
+    pub workspace_id: Uuid,
+    pub session_id: Option<Uuid>,
+    pub prompt: String,
+    pub options: RunOptions,
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// One live run's handles.
+#[derive(Clone)]
+struct RunHandle {
+    stop: StopHandle,
+    /// Cancelled once the run's final state is stored.
+    done: CancellationToken,
+}
+
+/// Runs executions; cheap to clone.
+#[derive(Clone)]
+pub struct Executor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: DatabaseConnection,
+    broker: Broker,
+    runner: Runner,
+    claude_bin: PathBuf,
+    replica_id: String,
+    slots: Arc<Semaphore>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+    runs: Mutex<HashMap<Uuid, RunHandle>>,
+}
+
+/// How the executor is set up.
+pub struct ExecutorConfig {
+    pub claude_bin: PathBuf,
+    pub replica_id: String,
+    pub max_concurrent: usize,
+    pub runner: Runner,
+}
+
+impl Executor {
+    pub fn new(db: DatabaseConnection, broker: Broker, config: ExecutorConfig, shutdown: CancellationToken) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                db,
+                broker,
+                runner: config.runner,
+                claude_bin: config.claude_bin,
+                replica_id: config.replica_id,
+                slots: Arc::new(Semaphore::new(config.max_concurrent)),
+                tracker: TaskTracker::new(),
+                shutdown,
+                runs: Mutex::default(),
+            }),
+        }
+    }
+
+    /// Marks runs this replica left unfinished (it stopped or crashed) as
+    /// FAILED / INTERRUPTED, freeing their sessions.
+    pub async fn recover(&self) -> AppResult<usize> {
+        let stale = db::executions::unfinished(&self.inner.db, &self.inner.replica_id).await?;
+        for e in &stale {
+            let finish = failure(&ClaudeError::Interrupted, None);
+            db::executions::finish(&self.inner.db, e.id, e.session_id, finish).await?;
+        }
+        if !stale.is_empty() {
+            info!(count = stale.len(), "marked interrupted runs of a previous server as FAILED");
+        }
+        Ok(stale.len())
+    }
+
+    /// Creates the execution (and a session if none is given), queues it,
+    /// and returns at once.
+    pub async fn start(&self, owner: &str, req: StartRequest) -> AppResult<(execution::Model, session::Model)> {
+        let db = &self.inner.db;
+        let workspace =
+            db::workspaces::get(db, owner, req.workspace_id).await?.ok_or(AppError::NotFound("workspace"))?;
+        let existing = match req.session_id {
+            Some(id) => {
+                let session = db::sessions::get(db, owner, id).await?.ok_or(AppError::NotFound("session"))?;
+                if session.workspace_id != workspace.id {
+                    return Err(AppError::bad_input("sessionId", "the session belongs to another workspace"));
+                }
+                if session.status == db::sessions::CLOSED {
+                    return Err(AppError::SessionClosed(id.to_string()));
+                }
+                Some(session)
+            }
+            None => None,
+        };
+
+        let execution_id = Uuid::now_v7();
+        // The channel exists before the execution does, so a subscriber can
+        // never find a live execution without one.
+        let publisher = self.inner.broker.open(execution_id);
+        let options = serde_json::to_value(&req.options).map_err(|e| AppError::Internal(e.to_string()))?;
+        let txn = db.begin().await.map_err(db::DbError::from)?;
+        let session = match existing {
+            Some(session) => {
+                if !db::sessions::claim(&txn, session.id, execution_id).await? {
+                    let now = db::sessions::find(&txn, session.id).await?;
+                    return Err(match now {
+                        Some(s) if s.status == db::sessions::CLOSED => AppError::SessionClosed(s.id.to_string()),
+                        _ => AppError::SessionBusy(session.id.to_string()),
+                    });
+                }
+                session
+            }
+            None => db::sessions::create(&txn, workspace.id, execution_id).await?,
+        };
+        let execution = db::executions::create(
+            &txn,
+            db::executions::NewExecution {
+                id: execution_id,
+                session_id: session.id,
+                workspace_id: workspace.id,
+                prompt: req.prompt.clone(),
+                options,
+                metadata: req.metadata,
+                resumed_from: session.claude_session_id.clone(),
+                replica_id: self.inner.replica_id.clone(),
+            },
+        )
+        .await?;
+        txn.commit().await.map_err(db::DbError::from)?;
+        let session = db::sessions::find(db, session.id).await?.unwrap_or(session);
+
+        let command = ClaudeCommand {
+            bin: self.inner.claude_bin.clone(),
+            cwd: PathBuf::from(&workspace.path),
+            resume: execution.resumed_from.clone(),
+            options: req.options,
+        };
+        self.spawn_run(execution.clone(), command, req.prompt, publisher);
+        Ok((execution, session))
+    }
+
+    fn spawn_run(&self, execution: execution::Model, command: ClaudeCommand, prompt: String, publisher: Publisher) {
+        let handle = RunHandle { stop: StopHandle::child_of(&self.inner.shutdown), done: CancellationToken::new() };
+        self.lock_runs().insert(execution.id, handle.clone());
+        let this = self.clone();
+        let span = info_span!("execution", execution_id = %execution.id);
+        self.inner.tracker.spawn(
+            async move {
+                this.run(&execution, command, prompt, publisher, &handle.stop).await;
+                this.lock_runs().remove(&execution.id);
+                handle.done.cancel();
+            }
+            .instrument(span),
+        );
+    }
+
+    /// One execution from queue to final record.
+    async fn run(
+        &self,
+        execution: &execution::Model,
+        command: ClaudeCommand,
+        prompt: String,
+        publisher: Publisher,
+        stop: &StopHandle,
+    ) {
+        let inner = &self.inner;
+        // Wait for a slot (or a stop while waiting).
+        let _permit = tokio::select! {
+            permit = inner.slots.clone().acquire_owned() => permit.ok(),
+            _ = stop.token().cancelled() => None,
+        };
+        if _permit.is_none() {
+            let outcome = stop_outcome(stop.reason());
+            self.finish(execution, publisher, outcome_finish(&outcome, None, None, 0)).await;
+            return;
+        }
+        match db::executions::mark_running(&inner.db, execution.id).await {
+            Ok(true) => {}
+            Ok(false) => return, // finished by someone else meanwhile
+            Err(e) => {
+                warn!(error = %e, "could not mark the execution running");
+                let finish = failure(&ClaudeError::Error("the store is unavailable".into()), None);
+                self.finish(execution, publisher, finish).await;
+                return;
+            }
+        }
+        publisher.publish(Event::Status(StatusEvent {
+            execution_id: execution.id,
+            status: db::executions::RUNNING.into(),
+            error: None,
+        }));
+        info!(bin = %command.bin.display(), resume = ?command.resume, "starting claude");
+        let started = std::time::Instant::now();
+
+        let session_base =
+            db::sessions::find(&inner.db, execution.session_id).await.ok().flatten().map_or(0, |s| s.message_count);
+        let (tx, rx) = mpsc::channel(LINE_BUFFER);
+        let recorder = Recorder {
+            db: inner.db.clone(),
+            publisher,
+            execution_id: execution.id,
+            session_id: execution.session_id,
+            session_base,
+            max_turns: command.options.max_turns,
+        };
+        let store_stop = stop.clone();
+        let recording = tokio::spawn(recorder.run(rx, move || store_stop.stop(StopReason::Shutdown)));
+        let end = inner.runner.run(&command, &prompt, tx, stop.clone()).await;
+        let (publisher, recorded) = match recording.await {
+            Ok(done) => done,
+            Err(e) => {
+                // The recorder panicked; its publisher is gone with it.
+                warn!(error = %e, "the recorder failed");
+                let publisher = inner.broker.open(execution.id);
+                (publisher, Default::default())
+            }
+        };
+        let finish = if recorded.store_failed {
+            failure(&ClaudeError::Error("messages could not be stored".into()), Some(&end))
+        } else {
+            outcome_finish(&end.outcome, Some(&end), end.result.as_ref(), recorded.num_turns)
+        };
+        info!(status = finish.status, code = ?finish.error_code, exit_code = ?end.exit_code, messages = recorded.message_count, "claude finished");
+        publisher.publish(Event::Progress(ProgressEvent {
+            execution_id: execution.id,
+            progress: 1.0,
+            message_count: recorded.message_count,
+            num_turns: finish.num_turns.unwrap_or(recorded.num_turns),
+            cost_usd: finish.cost_usd,
+            elapsed_ms: started.elapsed().as_millis() as i64,
+        }));
+        self.finish(execution, publisher, finish).await;
+    }
+
+    /// Stores the final state, then sends the terminal event (in that order:
+    /// a subscriber that sees the event finds the row final).
+    async fn finish(&self, execution: &execution::Model, publisher: Publisher, finish: Finish) {
+        let status = StatusEvent {
+            execution_id: execution.id,
+            status: finish.status.into(),
+            error: finish
+                .error_code
+                .clone()
+                .map(|code| RunError { code, message: finish.error_message.clone().unwrap_or_default() }),
+        };
+        match db::executions::finish(&self.inner.db, execution.id, execution.session_id, finish).await {
+            Ok(_) => publisher.publish(Event::Status(status)),
+            // Subscribers see the channel close and go back to the store.
+            Err(e) => warn!(error = %e, "could not store the execution's final state"),
+        }
+    }
+
+    /// Cancels a pending or running execution; a finished one is returned
+    /// as it is.
+    pub async fn cancel(&self, owner: &str, id: Uuid) -> AppResult<execution::Model> {
+        let db = &self.inner.db;
+        let execution = db::executions::get(db, owner, id).await?.ok_or(AppError::NotFound("execution"))?;
+        if crate::events::is_terminal(&execution.status) {
+            return Ok(execution);
+        }
+        let handle = self.lock_runs().get(&id).cloned();
+        match handle {
+            Some(handle) => {
+                handle.stop.stop(StopReason::Cancel);
+                // The escalation takes at most two grace periods.
+                let patience = self.inner.runner.grace * 2 + Duration::from_secs(2);
+                let _ = tokio::time::timeout(patience, handle.done.cancelled()).await;
+            }
+            None => {
+                // No task of this server runs it (its server is gone).
+                let finish = outcome_finish(&Outcome::Cancelled, None, None, 0);
+                db::executions::finish(db, id, execution.session_id, finish).await?;
+            }
+        }
+        Ok(db::executions::find(db, id).await?.unwrap_or(execution))
+    }
+
+    /// Closes a session, cancelling what runs in it.
+    pub async fn close_session(&self, owner: &str, id: Uuid) -> AppResult<session::Model> {
+        let db = &self.inner.db;
+        let session = db::sessions::get(db, owner, id).await?.ok_or(AppError::NotFound("session"))?;
+        db::sessions::close(db, id).await?;
+        if let Some(active) = session.active_execution_id {
+            self.cancel(owner, active).await?;
+        }
+        Ok(db::sessions::find(db, id).await?.unwrap_or(session))
+    }
+
+    /// How many executions are running or queued on this server.
+    pub fn live_runs(&self) -> usize {
+        self.lock_runs().len()
+    }
+
+    /// Waits for every run to end after the shutdown token was cancelled.
+    pub async fn wait_stopped(&self, patience: Duration) {
+        self.inner.tracker.close();
+        if tokio::time::timeout(patience, self.inner.tracker.wait()).await.is_err() {
+            warn!("some runs did not stop in time");
+        }
+    }
+
+    fn lock_runs(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, RunHandle>> {
+        self.inner.runs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn stop_outcome(reason: Option<StopReason>) -> Outcome {
+    match reason {
+        Some(StopReason::Cancel) => Outcome::Cancelled,
+        _ => Outcome::Failed(ClaudeError::Interrupted),
+    }
+}
+
+fn failure(error: &ClaudeError, end: Option<&RunEnd>) -> Finish {
+    Finish {
+        status: db::executions::FAILED,
+        error_code: Some(error.code().into()),
+        error_message: Some(error.to_string()),
+        exit_code: end.and_then(|e| e.exit_code),
+        ..Default::default()
+    }
+}
+
+/// The stored form of a run's end.
+fn outcome_finish(
+    outcome: &Outcome,
+    end: Option<&RunEnd>,
+    result: Option<&crate::claude::ResultLine>,
+    turns_seen: i32,
+) -> Finish {
+    let mut finish = match outcome {
+        Outcome::Completed => Finish { status: db::executions::COMPLETED, ..Default::default() },
+        Outcome::Cancelled => Finish {
+            status: db::executions::CANCELLED,
+            error_code: Some(ClaudeError::Cancelled.code().into()),
+            error_message: Some(ClaudeError::Cancelled.to_string()),
+            ..Default::default()
+        },
+        Outcome::Failed(error) => failure(error, None),
+    };
+    finish.exit_code = end.and_then(|e| e.exit_code);
+    finish.num_turns = result.and_then(|r| r.num_turns).map(|n| n as i32).or((turns_seen > 0).then_some(turns_seen));
+    if let Some(r) = result {
+        finish.cost_usd = r.total_cost_usd;
+        finish.usage = r.usage.clone();
+        finish.result = r.raw.clone();
+    }
+    finish
+}

@@ -1,0 +1,89 @@
+//! Every GraphQL error leaves with `extensions { code traceId timestamp }`.
+//!
+//! Resolvers set `code` (see `AppError`); errors raised by the engine
+//! itself (syntax, validation, argument coercion) get BAD_USER_INPUT, and
+//! anything else uncoded becomes INTERNAL_ERROR with its text withheld.
+
+use std::sync::Arc;
+
+use async_graphql::{
+    extensions::{Extension, ExtensionContext, ExtensionFactory, NextRequest, NextSubscribe},
+    futures_util::stream::BoxStream,
+    Response, ServerError, Value,
+};
+use futures_util::StreamExt;
+use tracing::error;
+
+/// The request's trace id (the `x-request-id` header).
+#[derive(Debug, Clone)]
+pub struct TraceId(pub String);
+
+pub struct ErrorShape;
+
+impl ExtensionFactory for ErrorShape {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(ErrorShape)
+    }
+}
+
+#[async_trait::async_trait]
+impl Extension for ErrorShape {
+    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
+        let mut response = next.run(ctx).await;
+        shape(&mut response.errors, trace_id(ctx));
+        response
+    }
+
+    fn subscribe<'s>(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        stream: BoxStream<'s, Response>,
+        next: NextSubscribe<'_>,
+    ) -> BoxStream<'s, Response> {
+        let trace = trace_id(ctx);
+        next.run(ctx, stream)
+            .map(move |mut response| {
+                shape(&mut response.errors, trace.clone());
+                response
+            })
+            .boxed()
+    }
+}
+
+/// The trace id from the connection's data (WebSocket). For HTTP it is set
+/// by the handler with [`set_trace_id`]: request data is not visible here.
+fn trace_id(ctx: &ExtensionContext<'_>) -> Option<String> {
+    ctx.data_opt::<TraceId>().map(|t| t.0.clone())
+}
+
+/// Sets `traceId` on every error.
+pub fn set_trace_id(errors: &mut [ServerError], trace_id: &str) {
+    for e in errors {
+        e.extensions.get_or_insert_with(Default::default).set("traceId", Value::from(trace_id));
+    }
+}
+
+/// Fills in code, traceId and timestamp on every error.
+pub fn shape(errors: &mut [ServerError], trace_id: Option<String>) {
+    let timestamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    for e in errors {
+        let extensions = e.extensions.get_or_insert_with(Default::default);
+        if extensions.get("code").is_none() {
+            let engine_error = e.path.is_empty()
+                || e.message.starts_with("Failed to parse")
+                || e.message.starts_with("Invalid value for argument")
+                || e.message.starts_with("Internal: Failed to parse");
+            if engine_error {
+                extensions.set("code", "BAD_USER_INPUT");
+            } else {
+                error!(message = %e.message, "uncoded error from a resolver");
+                e.message = "internal error".into();
+                extensions.set("code", "INTERNAL_ERROR");
+            }
+        }
+        if let Some(trace_id) = &trace_id {
+            extensions.set("traceId", Value::from(trace_id.clone()));
+        }
+        extensions.set("timestamp", Value::from(timestamp.clone()));
+    }
+}

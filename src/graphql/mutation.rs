@@ -1,0 +1,216 @@
+//! Mutation root: creating workspaces, starting and stopping runs.
+
+use std::path::{Path, PathBuf};
+
+use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
+
+use super::types::{parse_id, state, viewer, Execution, Json, Session, Workspace};
+use crate::{
+    claude::RunOptions,
+    config::Config,
+    db,
+    error::{AppError, AppResult, Gql},
+    executor::StartRequest,
+};
+
+/// Limits on what a client may send.
+const MAX_NAME: usize = 200;
+const MAX_PROMPT: usize = 1024 * 1024;
+const MAX_SYSTEM_PROMPT: usize = 256 * 1024;
+const MAX_METADATA: usize = 64 * 1024;
+/// Permission modes a client may ask for; `bypassPermissions` only with
+/// `--allow-bypass-permissions`.
+const PERMISSION_MODES: &[&str] = &["default", "acceptEdits", "plan", "dontAsk", "auto"];
+
+#[derive(InputObject)]
+pub struct CreateWorkspaceInput {
+    /// A name for people.
+    pub name: String,
+    /// An existing directory on the server (under a WORKSPACE_ROOTS entry
+    /// when those are set). Stored canonicalised.
+    pub path: String,
+}
+
+#[derive(InputObject)]
+pub struct StartExecutionInput {
+    pub workspace_id: ID,
+    /// Continue this session (Claude is started with `--resume`); without
+    /// it a new session is created.
+    pub session_id: Option<ID>,
+    pub prompt: String,
+    pub system_prompt: Option<String>,
+    pub append_system_prompt: Option<String>,
+    /// At least 1.
+    pub max_turns: Option<i32>,
+    pub allowed_tools: Option<Vec<String>>,
+    pub model: Option<String>,
+    /// default, acceptEdits, plan, dontAsk or auto.
+    pub permission_mode: Option<String>,
+    /// Also stream partial-token events (live only, no `seq`).
+    pub include_partial_messages: Option<bool>,
+    /// Anything of yours, kept with the execution.
+    pub metadata: Option<Json>,
+}
+
+#[derive(SimpleObject)]
+pub struct StartExecutionPayload {
+    pub execution: Execution,
+    pub session: Session,
+}
+
+#[derive(Default)]
+pub struct MutationRoot;
+
+#[Object(name = "Mutation")]
+impl MutationRoot {
+    /// Registers a directory as a workspace.
+    async fn create_workspace(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateWorkspaceInput,
+    ) -> async_graphql::Result<Workspace> {
+        let state = state(ctx)?;
+        let owner = &viewer(ctx)?.sub;
+        let name = input.name.trim();
+        if name.is_empty() || name.len() > MAX_NAME {
+            return Err(AppError::bad_input("name", format!("`name` must be 1 to {MAX_NAME} characters"))).gql();
+        }
+        let path = workspace_path(&state.config, &input.path).gql()?;
+        if db::workspaces::overlapping_foreign(&state.db, owner, &path).await.gql()? {
+            return Err(AppError::bad_input("path", "this directory is not available")).gql();
+        }
+        let workspace = db::workspaces::create(&state.db, owner, name, &path).await.gql()?;
+        Ok(Workspace(workspace))
+    }
+
+    /// Starts Claude on a prompt. Returns at once; the execution is PENDING
+    /// until a slot is free, then RUNNING. Watch it with `executionEvents`.
+    /// A session runs one execution at a time: while one is pending or
+    /// running, another is refused with SESSION_BUSY.
+    async fn start_execution(
+        &self,
+        ctx: &Context<'_>,
+        input: StartExecutionInput,
+    ) -> async_graphql::Result<StartExecutionPayload> {
+        let state = state(ctx)?;
+        let request = start_request(&state.config, input).gql()?;
+        let (execution, session) = state.executor.start(&viewer(ctx)?.sub, request).await.gql()?;
+        Ok(StartExecutionPayload { execution: Execution(execution), session: Session(session) })
+    }
+
+    /// Stops a run: Claude is interrupted, then its stdin closed, then it
+    /// is sent SIGTERM and SIGKILL if it lingers. A finished execution is
+    /// returned unchanged.
+    async fn cancel_execution(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Execution> {
+        let id = parse_id(&id, "id").gql()?;
+        let execution = state(ctx)?.executor.cancel(&viewer(ctx)?.sub, id).await.gql()?;
+        Ok(Execution(execution))
+    }
+
+    /// Closes a session: what runs in it is cancelled, and new executions
+    /// are refused with SESSION_CLOSED.
+    async fn close_session(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Session> {
+        let id = parse_id(&id, "id").gql()?;
+        let session = state(ctx)?.executor.close_session(&viewer(ctx)?.sub, id).await.gql()?;
+        Ok(Session(session))
+    }
+}
+
+/// The canonical form of a requested workspace path, if it is acceptable.
+fn workspace_path(config: &Config, raw: &str) -> AppResult<String> {
+    if raw.trim().is_empty() {
+        return Err(AppError::bad_input("path", "`path` must not be empty"));
+    }
+    let path = Path::new(raw);
+    if !path.is_absolute() {
+        return Err(AppError::bad_input("path", "`path` must be absolute"));
+    }
+    // Canonical: no `..`, no symlinks, so the root check below is real.
+    let canonical = path.canonicalize().map_err(|_| AppError::bad_input("path", format!("`{raw}` does not exist")))?;
+    if !canonical.is_dir() {
+        return Err(AppError::bad_input("path", format!("`{raw}` is not a directory")));
+    }
+    if !config.workspace_roots.is_empty() {
+        let allowed = config
+            .workspace_roots
+            .iter()
+            .filter_map(|root| root.canonicalize().ok())
+            .any(|root: PathBuf| canonical.starts_with(root));
+        if !allowed {
+            return Err(AppError::bad_input("path", "`path` is not under an allowed workspace root"));
+        }
+    }
+    canonical.into_os_string().into_string().map_err(|_| AppError::bad_input("path", "`path` must be valid UTF-8"))
+}
+
+/// Checks every field of a start request.
+fn start_request(config: &Config, input: StartExecutionInput) -> AppResult<StartRequest> {
+    let workspace_id = parse_id(&input.workspace_id, "workspaceId")?;
+    let session_id = input.session_id.as_ref().map(|id| parse_id(id, "sessionId")).transpose()?;
+    if input.prompt.trim().is_empty() {
+        return Err(AppError::bad_input("prompt", "`prompt` must not be empty"));
+    }
+    if input.prompt.len() > MAX_PROMPT {
+        return Err(AppError::bad_input("prompt", format!("`prompt` is longer than {MAX_PROMPT} bytes")));
+    }
+    for (field, value) in [("systemPrompt", &input.system_prompt), ("appendSystemPrompt", &input.append_system_prompt)]
+    {
+        if value.as_ref().is_some_and(|v| v.len() > MAX_SYSTEM_PROMPT) {
+            return Err(AppError::bad_input(field, format!("`{field}` is longer than {MAX_SYSTEM_PROMPT} bytes")));
+        }
+    }
+    if input.max_turns.is_some_and(|n| n < 1) {
+        return Err(AppError::bad_input("maxTurns", "`maxTurns` must be at least 1"));
+    }
+    if let Some(tools) = &input.allowed_tools {
+        if let Some(bad) = tools.iter().find(|t| !is_tool_name(t)) {
+            return Err(AppError::bad_input("allowedTools", format!("`{bad}` is not a tool name")));
+        }
+    }
+    if let Some(model) = &input.model {
+        let ok = !model.is_empty()
+            && model.len() <= 100
+            && model.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:[]@/".contains(c));
+        if !ok {
+            return Err(AppError::bad_input("model", format!("`{model}` is not a model name")));
+        }
+    }
+    if let Some(mode) = &input.permission_mode {
+        let allowed = PERMISSION_MODES.contains(&mode.as_str())
+            || (mode == "bypassPermissions" && config.allow_bypass_permissions);
+        if !allowed {
+            return Err(AppError::bad_input("permissionMode", format!("`{mode}` is not an allowed permission mode")));
+        }
+    }
+    if let Some(metadata) = &input.metadata {
+        if metadata.0.to_string().len() > MAX_METADATA {
+            return Err(AppError::bad_input("metadata", format!("`metadata` is larger than {MAX_METADATA} bytes")));
+        }
+    }
+    Ok(StartRequest {
+        workspace_id,
+        session_id,
+        prompt: input.prompt,
+        options: RunOptions {
+            system_prompt: input.system_prompt,
+            append_system_prompt: input.append_system_prompt,
+            max_turns: input.max_turns,
+            allowed_tools: input.allowed_tools,
+            model: input.model,
+            permission_mode: input.permission_mode,
+            include_partial_messages: input.include_partial_messages.unwrap_or(false),
+        },
+        metadata: input.metadata.map(|m| m.0),
+    })
+}
+
+/// A tool name, or a tool with a rule such as `Bash(git log:*)`; never a
+/// comma, which would split it on the command line.
+fn is_tool_name(tool: &str) -> bool {
+    let name = tool.split('(').next().unwrap_or_default();
+    !name.is_empty()
+        && tool.len() <= 200
+        && !tool.contains(',')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && (!tool.contains('(') || tool.ends_with(')'))
+}

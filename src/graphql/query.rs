@@ -1,0 +1,94 @@
+//! Query root: reads, always scoped to the viewer.
+
+use async_graphql::{connection::Connection, Context, Object, ID};
+
+use super::types::{parse_id, state, viewer, Execution, LogEntry, PageArgs, Session, SessionStatus, Workspace};
+use crate::{
+    db,
+    error::{AppError, Gql},
+};
+
+/// The largest `sessionLogs` page.
+pub const MAX_LOG_LIMIT: i32 = 1000;
+
+#[derive(Default)]
+pub struct QueryRoot;
+
+#[Object(name = "Query")]
+impl QueryRoot {
+    /// A workspace of yours, or null.
+    async fn workspace(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Workspace>> {
+        let id = parse_id(&id, "id").gql()?;
+        let found = db::workspaces::get(&state(ctx)?.db, &viewer(ctx)?.sub, id).await.gql()?;
+        Ok(found.map(Workspace))
+    }
+
+    /// Your workspaces, newest first.
+    async fn workspaces(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, Workspace>> {
+        let args = PageArgs::parse(first, after.as_deref()).gql()?;
+        let rows = db::workspaces::list(&state(ctx)?.db, &viewer(ctx)?.sub, args.limit, args.before).await.gql()?;
+        Ok(super::types::page(rows, args, |w| w.id, Workspace))
+    }
+
+    /// A session of yours, or null.
+    async fn session(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Session>> {
+        let id = parse_id(&id, "id").gql()?;
+        let found = db::sessions::get(&state(ctx)?.db, &viewer(ctx)?.sub, id).await.gql()?;
+        Ok(found.map(Session))
+    }
+
+    /// A workspace's sessions, newest first, optionally only ACTIVE or
+    /// CLOSED ones.
+    async fn sessions(
+        &self,
+        ctx: &Context<'_>,
+        workspace_id: ID,
+        status: Option<SessionStatus>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, Session>> {
+        let id = parse_id(&workspace_id, "workspaceId").gql()?;
+        let workspace = db::workspaces::get(&state(ctx)?.db, &viewer(ctx)?.sub, id)
+            .await
+            .gql()?
+            .ok_or(AppError::NotFound("workspace"))
+            .gql()?;
+        Workspace(workspace).sessions(ctx, status, first, after).await
+    }
+
+    /// The stored messages of a session, across its executions, oldest
+    /// first: at most `limit` (1..1000) of them after position `afterSeq`
+    /// (`LogEntry.seq`).
+    async fn session_logs(
+        &self,
+        ctx: &Context<'_>,
+        session_id: ID,
+        #[graphql(default = 100)] limit: i32,
+        after_seq: Option<i64>,
+    ) -> async_graphql::Result<Vec<LogEntry>> {
+        let id = parse_id(&session_id, "sessionId").gql()?;
+        if !(1..=MAX_LOG_LIMIT).contains(&limit) {
+            return Err(AppError::bad_input("limit", format!("`limit` must be between 1 and {MAX_LOG_LIMIT}"))).gql();
+        }
+        let after = after_seq.unwrap_or(0);
+        if after < 0 {
+            return Err(AppError::bad_input("afterSeq", "`afterSeq` must not be negative")).gql();
+        }
+        let state = state(ctx)?;
+        db::sessions::get(&state.db, &viewer(ctx)?.sub, id).await.gql()?.ok_or(AppError::NotFound("session")).gql()?;
+        let rows = db::messages::session_logs(&state.db, id, after, limit as u64).await.gql()?;
+        Ok(rows.into_iter().map(LogEntry).collect())
+    }
+
+    /// An execution of yours, or null.
+    async fn execution(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Execution>> {
+        let id = parse_id(&id, "id").gql()?;
+        let found = db::executions::get(&state(ctx)?.db, &viewer(ctx)?.sub, id).await.gql()?;
+        Ok(found.map(Execution))
+    }
+}

@@ -1,0 +1,184 @@
+//! What `executionEvents` delivers, and `LogEntry` for `sessionLogs`.
+
+use std::sync::Arc;
+
+use async_graphql::{Object, Union, ID};
+use chrono::{DateTime, Utc};
+use entity::message;
+
+use super::{ExecutionStatus, RawJson, RunErrorInfo};
+use crate::events::{self, Event};
+
+/// One event of an execution's stream.
+#[derive(Union)]
+pub enum ExecutionEvent {
+    Message(MessageEvent),
+    Progress(ProgressEvent),
+    Status(StatusEvent),
+}
+
+impl From<Arc<Event>> for ExecutionEvent {
+    fn from(event: Arc<Event>) -> Self {
+        match &*event {
+            Event::Message(_) => ExecutionEvent::Message(MessageEvent(event)),
+            Event::Progress(_) => ExecutionEvent::Progress(ProgressEvent(event)),
+            Event::Status(_) => ExecutionEvent::Status(StatusEvent(event)),
+        }
+    }
+}
+
+/// A line `claude` wrote. Stored lines have `seq` 1, 2, 3, ... with no
+/// gaps; partial-token events (`includePartialMessages`) are live only and
+/// have no `seq`.
+pub struct MessageEvent(Arc<Event>);
+
+impl MessageEvent {
+    fn inner(&self) -> &events::MessageEvent {
+        match &*self.0 {
+            Event::Message(m) => m,
+            _ => unreachable!("built from a message event"),
+        }
+    }
+}
+
+#[Object]
+impl MessageEvent {
+    async fn seq(&self) -> Option<i64> {
+        self.inner().seq
+    }
+
+    async fn execution_id(&self) -> ID {
+        ID(self.inner().execution_id.to_string())
+    }
+
+    /// The line's `type`: system, assistant, user, result, stream_event,
+    /// control_response, ... (or `stderr` for a line of the child's stderr,
+    /// `invalid_json` for a stdout line that is not JSON).
+    #[graphql(name = "type")]
+    async fn type_name(&self) -> &str {
+        &self.inner().type_name
+    }
+
+    async fn subtype(&self) -> Option<&str> {
+        self.inner().subtype.as_deref()
+    }
+
+    /// The line exactly as `claude` wrote it.
+    async fn message(&self) -> RawJson {
+        RawJson(self.inner().payload.clone())
+    }
+}
+
+/// Counters of a running execution, sent a few times a second while it
+/// produces output, and once more at the end.
+pub struct ProgressEvent(Arc<Event>);
+
+impl ProgressEvent {
+    fn inner(&self) -> &events::ProgressEvent {
+        match &*self.0 {
+            Event::Progress(p) => p,
+            _ => unreachable!("built from a progress event"),
+        }
+    }
+}
+
+#[Object]
+impl ProgressEvent {
+    async fn execution_id(&self) -> ID {
+        ID(self.inner().execution_id.to_string())
+    }
+
+    /// A rough 0..1 estimate; see `Execution.progress`.
+    async fn progress(&self) -> f64 {
+        self.inner().progress
+    }
+
+    async fn message_count(&self) -> i64 {
+        self.inner().message_count
+    }
+
+    async fn num_turns(&self) -> i32 {
+        self.inner().num_turns
+    }
+
+    /// Known once a `result` line has come.
+    async fn cost_usd(&self) -> Option<f64> {
+        self.inner().cost_usd
+    }
+
+    async fn elapsed_ms(&self) -> i64 {
+        self.inner().elapsed_ms
+    }
+}
+
+/// A status change. A terminal one (COMPLETED, FAILED, CANCELLED) is the
+/// last event; the subscription completes after it.
+pub struct StatusEvent(Arc<Event>);
+
+impl StatusEvent {
+    fn inner(&self) -> &events::StatusEvent {
+        match &*self.0 {
+            Event::Status(s) => s,
+            _ => unreachable!("built from a status event"),
+        }
+    }
+}
+
+#[Object]
+impl StatusEvent {
+    async fn execution_id(&self) -> ID {
+        ID(self.inner().execution_id.to_string())
+    }
+
+    async fn status(&self) -> ExecutionStatus {
+        ExecutionStatus::parse(&self.inner().status)
+    }
+
+    async fn error(&self) -> Option<RunErrorInfo> {
+        self.inner().error.clone().map(Into::into)
+    }
+}
+
+/// A stored message, as `sessionLogs` reads it.
+pub struct LogEntry(pub message::Model);
+
+#[Object]
+impl LogEntry {
+    /// Position in the session: 1, 2, 3, ... across its executions, with no
+    /// gaps; pass the last one seen as `afterSeq` for the next page.
+    async fn seq(&self) -> i64 {
+        self.0.session_seq
+    }
+
+    /// Position within its execution (the `seq` of its MessageEvent).
+    async fn execution_seq(&self) -> i64 {
+        self.0.seq
+    }
+
+    async fn execution_id(&self) -> ID {
+        ID(self.0.execution_id.to_string())
+    }
+
+    #[graphql(name = "type")]
+    async fn type_name(&self) -> &str {
+        &self.0.r#type
+    }
+
+    async fn subtype(&self) -> Option<&str> {
+        self.0.subtype.as_deref()
+    }
+
+    /// The line's own `uuid`, when it has one.
+    async fn uuid(&self) -> Option<&str> {
+        self.0.uuid.as_deref()
+    }
+
+    /// The line exactly as `claude` wrote it.
+    async fn payload(&self) -> RawJson {
+        RawJson(Arc::from(self.0.payload.as_str()))
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}

@@ -1,0 +1,156 @@
+//! `Execution`.
+
+use async_graphql::{Context, Enum, Object, SimpleObject, ID};
+use chrono::{DateTime, Utc};
+use entity::execution;
+
+use super::{state, viewer, Json, Session, Workspace};
+use crate::{
+    db,
+    error::{AppError, Gql},
+};
+
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum ExecutionStatus {
+    /// Waiting for a free slot (MAX_CONCURRENT_EXECUTIONS).
+    Pending,
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl ExecutionStatus {
+    pub fn parse(status: &str) -> Self {
+        match status {
+            db::executions::PENDING => Self::Pending,
+            db::executions::RUNNING => Self::Running,
+            db::executions::COMPLETED => Self::Completed,
+            db::executions::CANCELLED => Self::Cancelled,
+            _ => Self::Failed,
+        }
+    }
+}
+
+/// Why a run failed: CLAUDE_EXITED, CLAUDE_ERROR, MAX_TURNS,
+/// BUDGET_EXCEEDED, RATE_LIMITED, TIMEOUT, CANCELLED, SPAWN_FAILED,
+/// INTERRUPTED or LINE_TOO_LONG.
+#[derive(SimpleObject, Clone, Debug)]
+#[graphql(name = "ExecutionError")]
+pub struct RunErrorInfo {
+    pub code: String,
+    pub message: String,
+}
+
+impl From<crate::events::RunError> for RunErrorInfo {
+    fn from(e: crate::events::RunError) -> Self {
+        RunErrorInfo { code: e.code, message: e.message }
+    }
+}
+
+/// One run of `claude` for one prompt.
+pub struct Execution(pub execution::Model);
+
+impl Execution {
+    fn max_turns(&self) -> Option<i32> {
+        self.0.options.get("maxTurns").and_then(|v| v.as_i64()).map(|v| v as i32)
+    }
+}
+
+#[Object]
+impl Execution {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+
+    async fn status(&self) -> ExecutionStatus {
+        ExecutionStatus::parse(&self.0.status)
+    }
+
+    /// See `ProgressEvent.progress`.
+    async fn progress(&self) -> f64 {
+        crate::events::progress(&self.0.status, self.0.num_turns.unwrap_or(0), self.max_turns())
+    }
+
+    /// Messages stored so far (the highest `seq`).
+    async fn message_count(&self) -> i64 {
+        self.0.message_count
+    }
+
+    async fn num_turns(&self) -> Option<i32> {
+        self.0.num_turns
+    }
+
+    /// From the final `result` line.
+    async fn cost_usd(&self) -> Option<f64> {
+        self.0.cost_usd
+    }
+
+    /// Token usage from the final `result` line.
+    async fn usage(&self) -> Option<Json> {
+        self.0.usage.clone().map(Json)
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+
+    async fn started_at(&self) -> Option<DateTime<Utc>> {
+        self.0.started_at
+    }
+
+    async fn finished_at(&self) -> Option<DateTime<Utc>> {
+        self.0.finished_at
+    }
+
+    /// Informative only: the outcome comes from the `result` line.
+    async fn exit_code(&self) -> Option<i32> {
+        self.0.exit_code
+    }
+
+    async fn error(&self) -> Option<RunErrorInfo> {
+        self.0
+            .error_code
+            .clone()
+            .map(|code| RunErrorInfo { code, message: self.0.error_message.clone().unwrap_or_default() })
+    }
+
+    /// Claude's final answer (the `result` text of a successful run).
+    async fn result(&self) -> Option<String> {
+        self.0.result.as_ref().and_then(|r| r.get("result")).and_then(|t| t.as_str()).map(str::to_owned)
+    }
+
+    /// The final `result` line, as Claude wrote it.
+    async fn result_message(&self) -> Option<Json> {
+        self.0.result.clone().map(Json)
+    }
+
+    async fn prompt(&self) -> &str {
+        &self.0.prompt
+    }
+
+    /// The options it was started with.
+    async fn options(&self) -> Json {
+        Json(self.0.options.clone())
+    }
+
+    /// The client's own metadata, as given to startExecution.
+    async fn metadata(&self) -> Option<Json> {
+        self.0.metadata.clone().map(Json)
+    }
+
+    /// Claude's session id for this run.
+    async fn claude_session_id(&self) -> Option<&str> {
+        self.0.claude_session_id.as_deref()
+    }
+
+    async fn session(&self, ctx: &Context<'_>) -> async_graphql::Result<Session> {
+        let found = db::sessions::get(&state(ctx)?.db, &viewer(ctx)?.sub, self.0.session_id).await.gql()?;
+        found.map(Session).ok_or(AppError::NotFound("session")).gql()
+    }
+
+    async fn workspace(&self, ctx: &Context<'_>) -> async_graphql::Result<Workspace> {
+        let found = db::workspaces::get(&state(ctx)?.db, &viewer(ctx)?.sub, self.0.workspace_id).await.gql()?;
+        found.map(Workspace).ok_or(AppError::NotFound("workspace")).gql()
+    }
+}

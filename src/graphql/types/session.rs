@@ -1,0 +1,89 @@
+//! `Session`.
+
+use async_graphql::{connection::Connection, Context, Enum, Object, ID};
+use chrono::{DateTime, Utc};
+use entity::session;
+
+use super::{page, state, viewer, Execution, PageArgs, Workspace};
+use crate::{db, error::Gql};
+
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum SessionStatus {
+    /// Accepts new executions.
+    Active,
+    /// Closed: new executions are refused with SESSION_CLOSED.
+    Closed,
+}
+
+impl SessionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionStatus::Active => db::sessions::ACTIVE,
+            SessionStatus::Closed => db::sessions::CLOSED,
+        }
+    }
+}
+
+/// A conversation with Claude: executions that continue one another.
+pub struct Session(pub session::Model);
+
+#[Object]
+impl Session {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+
+    async fn workspace(&self, ctx: &Context<'_>) -> async_graphql::Result<Workspace> {
+        let found = db::workspaces::get(&state(ctx)?.db, &viewer(ctx)?.sub, self.0.workspace_id).await.gql()?;
+        found.map(Workspace).ok_or(crate::error::AppError::NotFound("workspace")).gql()
+    }
+
+    async fn status(&self) -> SessionStatus {
+        if self.0.status == db::sessions::CLOSED {
+            SessionStatus::Closed
+        } else {
+            SessionStatus::Active
+        }
+    }
+
+    /// Claude's own session id, reported by the first run; later runs
+    /// continue it with `--resume`.
+    async fn claude_session_id(&self) -> Option<&str> {
+        self.0.claude_session_id.as_deref()
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+
+    async fn last_activity_at(&self) -> DateTime<Utc> {
+        self.0.last_activity_at
+    }
+
+    /// Messages stored across all the session's executions.
+    async fn message_count(&self) -> i64 {
+        self.0.message_count
+    }
+
+    async fn total_cost_usd(&self) -> f64 {
+        self.0.total_cost_usd
+    }
+
+    /// The execution that is pending or running in this session, if any.
+    async fn active_execution(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Execution>> {
+        let Some(id) = self.0.active_execution_id else { return Ok(None) };
+        Ok(db::executions::find(&state(ctx)?.db, id).await.gql()?.map(Execution))
+    }
+
+    /// The session's executions, newest first.
+    async fn executions(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, Execution>> {
+        let args = PageArgs::parse(first, after.as_deref()).gql()?;
+        let rows = db::executions::list(&state(ctx)?.db, self.0.id, args.limit, args.before).await.gql()?;
+        Ok(page(rows, args, |e| e.id, Execution))
+    }
+}

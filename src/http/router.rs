@@ -1,0 +1,35 @@
+//! The routes and the layers around them.
+
+use axum::{http::HeaderName, routing::get, Router};
+use tower_http::{
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::TraceLayer,
+};
+
+use super::{auth::Authenticator, graphql, health};
+use crate::{graphql::AppSchema, state::AppState};
+
+/// What the GraphQL handlers need.
+#[derive(Clone)]
+pub struct HttpState {
+    pub schema: AppSchema,
+    pub auth: Authenticator,
+}
+
+pub fn router(state: AppState, schema: AppSchema) -> Router {
+    let http = HttpState { schema, auth: Authenticator::new(&state.config) };
+    let request_id = HeaderName::from_static("x-request-id");
+    let graphql_routes = Router::new()
+        .route("/", get(graphql::graphiql))
+        .route("/graphql", get(graphql::graphql_http).post(graphql::graphql_http))
+        .route("/graphql/ws", get(graphql::graphql_ws))
+        .with_state(http);
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .with_state(state)
+        .merge(graphql_routes)
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(TraceLayer::new_for_http())
+        // Outermost: a client's own x-request-id is kept, else one is made.
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}

@@ -1,0 +1,82 @@
+//! The edges: schema drift, legacy graphql-ws, GraphiQL, health, GET.
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::{client::IntoClientRequest, http::HeaderValue, Message};
+
+use crate::helpers::{spawn_app, EVENTS_SUBSCRIPTION};
+
+#[test]
+fn schema_graphql_matches_the_code() {
+    let checked_in = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql")).unwrap();
+    assert!(
+        checked_in == claude_graphql::graphql::sdl(),
+        "schema.graphql is out of date: run `cargo run -- schema > schema.graphql`"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_graphql_ws_protocol_streams_an_execution() {
+    let app = spawn_app().await;
+    let (workspace, _) = app.workspace().await;
+    let (execution, _) = app.start(json!({ "workspaceId": workspace, "prompt": "fake: messages=5" })).await;
+
+    let mut request = format!("ws://{}/graphql/ws", app.addr).into_client_request().unwrap();
+    request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static("graphql-ws"));
+    let (mut socket, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(response.headers()["sec-websocket-protocol"], "graphql-ws");
+    let send = |v: Value| Message::text(v.to_string());
+    socket.send(send(json!({ "type": "connection_init", "payload": {} }))).await.unwrap();
+    socket
+        .send(send(json!({ "id": "1", "type": "start", "payload": { "query": EVENTS_SUBSCRIPTION, "variables": { "id": execution, "after": 0 } } })))
+        .await
+        .unwrap();
+    let mut seqs = Vec::new();
+    let mut last_status = Value::Null;
+    loop {
+        let frame =
+            tokio::time::timeout(std::time::Duration::from_secs(10), socket.next()).await.unwrap().unwrap().unwrap();
+        let Message::Text(text) = frame else { continue };
+        let frame: Value = serde_json::from_str(&text).unwrap();
+        match frame["type"].as_str().unwrap() {
+            "connection_ack" | "ka" => {}
+            "data" => {
+                let event = &frame["payload"]["data"]["executionEvents"];
+                if let Some(seq) = event["seq"].as_i64() {
+                    seqs.push(seq);
+                }
+                if event["__typename"] == "StatusEvent" {
+                    last_status = event["status"].clone();
+                }
+            }
+            "complete" => break,
+            other => panic!("unexpected frame {other}: {frame}"),
+        }
+    }
+    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
+    assert_eq!(seqs.len(), 10, "lifecycle x2, init, 5 messages, result, lifecycle");
+    assert_eq!(last_status, "COMPLETED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphiql_health_and_get_requests() {
+    let app = spawn_app().await;
+    let page = app.http.get(app.url("/")).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("graphiql") || page.contains("GraphiQL"));
+    assert!(page.contains("/graphql/ws"), "GraphiQL subscribes over the ws endpoint");
+
+    let health: Value = app.http.get(app.url("/healthz")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(health["status"], "ok");
+
+    let response: Value = app
+        .http
+        .get(app.url("/graphql"))
+        .query(&[("query", "{ workspaces { edges { cursor } } }")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(response["data"]["workspaces"]["edges"], json!([]));
+}
