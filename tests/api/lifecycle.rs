@@ -152,3 +152,40 @@ async fn shutdown_interrupts_runs_and_a_restart_recovers() {
     let (next, _) = app.start(json!({ "workspaceId": workspace, "sessionId": session, "prompt": "hello again" })).await;
     assert_eq!(app.wait_finished(&next).await["status"], "COMPLETED");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_left_running_by_a_crashed_server_are_marked_interrupted() {
+    use sea_orm::{ConnectionTrait, Statement};
+    let mut app = spawn_with(Db::Sqlite, |_| {}).await.unwrap();
+    let (workspace, _) = app.workspace().await;
+    let (execution, session) = app.start(json!({ "workspaceId": workspace, "prompt": "hello" })).await;
+    app.wait_finished(&execution).await;
+    app.stop().await;
+
+    // What a server that died mid-run leaves behind.
+    let db = claude_graphql::db::connect(&app.database_url).await.unwrap();
+    let backend = db.get_database_backend();
+    let id = uuid::Uuid::parse_str(&execution).unwrap();
+    let session_id = uuid::Uuid::parse_str(&session).unwrap();
+    db.execute(Statement::from_sql_and_values(
+        backend,
+        "UPDATE execution SET status = 'RUNNING', finished_at = NULL WHERE id = $1",
+        [id.into()],
+    ))
+    .await
+    .unwrap();
+    db.execute(Statement::from_sql_and_values(
+        backend,
+        "UPDATE session SET active_execution_id = $1 WHERE id = $2",
+        [id.into(), session_id.into()],
+    ))
+    .await
+    .unwrap();
+    db.close().await.unwrap();
+
+    let app = app.restart().await;
+    let recovered = app.execution(&execution).await;
+    assert_eq!((recovered["status"].as_str(), recovered["error"]["code"].as_str()), (Some("FAILED"), Some("INTERRUPTED")));
+    let (next, _) = app.start(json!({ "workspaceId": workspace, "sessionId": session, "prompt": "again" })).await;
+    assert_eq!(app.wait_finished(&next).await["status"], "COMPLETED");
+}

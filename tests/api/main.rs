@@ -7,6 +7,7 @@ mod helpers;
 mod failures;
 mod inputs;
 mod lifecycle;
+mod pipeline;
 mod runs;
 mod transport;
 
