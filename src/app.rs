@@ -14,7 +14,7 @@ use crate::{
     db,
     events::Broker,
     executor::{Executor, ExecutorConfig},
-    graphql::build_schema,
+    graphql::{build_schema, persisted_queries},
     http,
     state::AppState,
 };
@@ -94,8 +94,9 @@ impl App {
     ) -> std::io::Result<()> {
         let App { listener, state, shutdown } = self;
         info!(address = %listener.local_addr()?, "listening");
-        let schema = build_schema(Some(state.clone()));
-        let router = http::router(state.clone(), schema);
+        let persisted = persisted_queries();
+        let schema = build_schema(Some(state.clone()), persisted.clone());
+        let router = http::router(state.clone(), schema, persisted);
         let token = shutdown.clone();
         tokio::spawn(async move {
             stop.await;

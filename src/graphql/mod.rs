@@ -6,7 +6,10 @@ pub mod query;
 pub mod subscription;
 pub mod types;
 
-use async_graphql::Schema;
+use async_graphql::{
+    extensions::apollo_persisted_queries::{ApolloPersistedQueries, LruCacheStorage},
+    Schema,
+};
 
 pub use errors::TraceId;
 use mutation::MutationRoot;
@@ -17,9 +20,20 @@ use crate::state::AppState;
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
+/// Automatic persisted queries kept per server.
+const PERSISTED_QUERIES: usize = 1024;
+
+/// A store for automatic persisted queries, shared by the schema's APQ
+/// extension and the HTTP edge (which must see a GET's operation).
+pub fn persisted_queries() -> LruCacheStorage {
+    LruCacheStorage::new(PERSISTED_QUERIES)
+}
+
 /// The schema, with the server state reachable from every resolver.
-pub fn build_schema(state: Option<AppState>) -> AppSchema {
-    let mut builder = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot).extension(errors::ErrorShape);
+pub fn build_schema(state: Option<AppState>, persisted: LruCacheStorage) -> AppSchema {
+    let mut builder = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
+        .extension(errors::ErrorShape)
+        .extension(ApolloPersistedQueries::new(persisted));
     if let Some(state) = state {
         builder = builder.data(state);
     }
@@ -28,5 +42,5 @@ pub fn build_schema(state: Option<AppState>) -> AppSchema {
 
 /// The SDL, as checked in as `schema.graphql`.
 pub fn sdl() -> String {
-    build_schema(None).sdl()
+    build_schema(None, persisted_queries()).sdl()
 }

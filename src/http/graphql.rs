@@ -1,40 +1,14 @@
-//! GraphQL over HTTP (`/graphql`), over WebSocket (`/graphql/ws`), and
-//! GraphiQL (`/`).
+//! GraphQL over WebSocket (`/graphql/ws`) and GraphiQL (`/`).
 
 use async_graphql::{http::GraphiQLSource, Data};
-use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::{
     extract::{State, WebSocketUpgrade},
     http::HeaderMap,
     response::{Html, IntoResponse, Response},
 };
-use uuid::Uuid;
 
-use super::router::HttpState;
-use crate::graphql::{errors::set_trace_id, TraceId};
-
-/// The trace id of a request: its `x-request-id` (set by the request-id
-/// layer when the client sent none).
-fn trace_id(headers: &HeaderMap) -> TraceId {
-    let id = headers.get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    TraceId(id.unwrap_or_else(|| Uuid::new_v4().to_string()))
-}
-
-pub async fn graphql_http(
-    State(http): State<HttpState>,
-    headers: HeaderMap,
-    request: GraphQLRequest,
-) -> GraphQLResponse {
-    let trace = trace_id(&headers);
-    let mut request = request.into_inner().data(trace.clone());
-    let credentials = headers.get("authorization").and_then(|v| v.to_str().ok());
-    if let Some(viewer) = http.auth.viewer(credentials) {
-        request = request.data(viewer);
-    }
-    let mut response = http.schema.execute(request).await;
-    set_trace_id(&mut response.errors, &trace.0);
-    response.into()
-}
+use super::{router::HttpState, trace_id};
 
 pub async fn graphql_ws(
     State(http): State<HttpState>,

@@ -6,7 +6,9 @@ use tower_http::{
     trace::TraceLayer,
 };
 
-use super::{auth::Authenticator, graphql, health};
+use async_graphql::extensions::apollo_persisted_queries::LruCacheStorage;
+
+use super::{auth::Authenticator, graphql, graphql_http, health};
 use crate::{graphql::AppSchema, state::AppState};
 
 /// What the GraphQL handlers need.
@@ -14,14 +16,16 @@ use crate::{graphql::AppSchema, state::AppState};
 pub struct HttpState {
     pub schema: AppSchema,
     pub auth: Authenticator,
+    /// The automatic persisted queries the schema's APQ extension keeps.
+    pub persisted: LruCacheStorage,
 }
 
-pub fn router(state: AppState, schema: AppSchema) -> Router {
-    let http = HttpState { schema, auth: Authenticator::new(&state.config) };
+pub fn router(state: AppState, schema: AppSchema, persisted: LruCacheStorage) -> Router {
+    let http = HttpState { schema, auth: Authenticator::new(&state.config), persisted };
     let request_id = HeaderName::from_static("x-request-id");
     let graphql_routes = Router::new()
         .route("/", get(graphql::graphiql))
-        .route("/graphql", get(graphql::graphql_http).post(graphql::graphql_http))
+        .route("/graphql", get(graphql_http::graphql_http).post(graphql_http::graphql_http))
         .route("/graphql/ws", get(graphql::graphql_ws))
         .with_state(http);
     Router::new()

@@ -185,7 +185,10 @@ async fn runs_left_running_by_a_crashed_server_are_marked_interrupted() {
 
     let app = app.restart().await;
     let recovered = app.execution(&execution).await;
-    assert_eq!((recovered["status"].as_str(), recovered["error"]["code"].as_str()), (Some("FAILED"), Some("INTERRUPTED")));
+    assert_eq!(
+        (recovered["status"].as_str(), recovered["error"]["code"].as_str()),
+        (Some("FAILED"), Some("INTERRUPTED"))
+    );
     let (next, _) = app.start(json!({ "workspaceId": workspace, "sessionId": session, "prompt": "again" })).await;
     assert_eq!(app.wait_finished(&next).await["status"], "COMPLETED");
 }

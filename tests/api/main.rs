@@ -5,6 +5,7 @@
 mod helpers;
 
 mod failures;
+mod http;
 mod inputs;
 mod lifecycle;
 mod pipeline;

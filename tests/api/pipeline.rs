@@ -69,7 +69,8 @@ async fn a_lagging_subscriber_catches_up_from_the_store() {
     publisher.publish(Event::Status(StatusEvent { execution_id, status: "COMPLETED".into(), error: None }));
     drop(publisher);
 
-    let events: Vec<Arc<Event>> = tokio::time::timeout(std::time::Duration::from_secs(30), stream.collect()).await.unwrap();
+    let events: Vec<Arc<Event>> =
+        tokio::time::timeout(std::time::Duration::from_secs(30), stream.collect()).await.unwrap();
     let seqs: Vec<i64> = events
         .iter()
         .filter_map(|e| match &**e {

@@ -1,0 +1,270 @@
+//! GraphQL over HTTP, as the GraphQL-over-HTTP specification says it.
+//!
+//! - The response media type follows `Accept`: `application/graphql-response+json`
+//!   when asked for, `application/json` for `application/json`, `*/*` or no
+//!   header, 406 otherwise.
+//! - POST takes only `application/json` (415 otherwise); GET takes the
+//!   parameters from the query string and never runs a mutation (405 with
+//!   `Allow: POST`). Together these keep a cross-site form post or an image
+//!   GET from ever starting an execution.
+//! - A request that is not well-formed (bad JSON, a parameter of the wrong
+//!   type, no query) is 400 without `data`. Under
+//!   `application/graphql-response+json` so is one whose document does not
+//!   parse or validate; under `application/json` that is 200 with errors.
+
+use async_graphql::{
+    extensions::apollo_persisted_queries::{CacheStorage, LruCacheStorage},
+    parser::{parse_query, types::OperationType},
+    Request, Response, ServerError, Variables,
+};
+use axum::{
+    body::Bytes,
+    extract::{RawQuery, State},
+    http::{header, HeaderMap, HeaderValue, Method, StatusCode},
+    response::{IntoResponse, Response as HttpResponse},
+};
+use serde_json::{Map, Value};
+
+use super::{router::HttpState, trace_id};
+use crate::graphql::errors::{set_trace_id, shape};
+
+const JSON: &str = "application/json; charset=utf-8";
+const GRAPHQL_RESPONSE: &str = "application/graphql-response+json; charset=utf-8";
+
+/// The response media type a client accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MediaType {
+    Json,
+    GraphqlResponse,
+}
+
+impl MediaType {
+    fn content_type(self) -> &'static str {
+        match self {
+            MediaType::Json => JSON,
+            MediaType::GraphqlResponse => GRAPHQL_RESPONSE,
+        }
+    }
+}
+
+/// Picks the response media type from `Accept`; None means 406.
+fn negotiate(headers: &HeaderMap) -> Option<MediaType> {
+    let Some(accept) = headers.get(header::ACCEPT) else { return Some(MediaType::Json) };
+    let accept = accept.to_str().ok()?;
+    if accept.trim().is_empty() {
+        return Some(MediaType::Json);
+    }
+    let mut best: Option<(f32, MediaType)> = None;
+    for item in accept.split(',') {
+        let mut parts = item.split(';').map(str::trim);
+        let range = parts.next().unwrap_or_default().to_ascii_lowercase();
+        let q = parts.filter_map(|p| p.strip_prefix("q=")).find_map(|q| q.parse::<f32>().ok()).unwrap_or(1.0);
+        let media = match range.as_str() {
+            "application/graphql-response+json" => MediaType::GraphqlResponse,
+            "application/json" | "application/*" | "*/*" => MediaType::Json,
+            _ => continue,
+        };
+        // Higher q wins; on a tie the GraphQL media type is preferred.
+        let better = match best {
+            None => true,
+            Some((bq, bm)) => q > bq || (q == bq && media == MediaType::GraphqlResponse && bm == MediaType::Json),
+        };
+        if q > 0.0 && better {
+            best = Some((q, media));
+        }
+    }
+    best.map(|(_, m)| m)
+}
+
+/// The four request parameters.
+#[derive(Debug, Default)]
+struct Params {
+    query: Option<String>,
+    operation_name: Option<String>,
+    variables: Option<Map<String, Value>>,
+    extensions: Option<Map<String, Value>>,
+}
+
+/// A request that is not a well-formed GraphQL-over-HTTP request.
+struct Rejection(StatusCode, String);
+
+fn bad_request(message: impl Into<String>) -> Rejection {
+    Rejection(StatusCode::BAD_REQUEST, message.into())
+}
+
+/// Reads the parameters of a POST body (a JSON object).
+fn post_params(headers: &HeaderMap, body: &[u8]) -> Result<Params, Rejection> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let mut parts = content_type.split(';').map(str::trim);
+    let essence = parts.next().unwrap_or_default().to_ascii_lowercase();
+    if essence != "application/json" {
+        return Err(Rejection(StatusCode::UNSUPPORTED_MEDIA_TYPE, "POST requests must be application/json".into()));
+    }
+    let charset_ok =
+        parts.filter_map(|p| p.strip_prefix("charset=")).all(|c| c.trim_matches('"').eq_ignore_ascii_case("utf-8"));
+    if !charset_ok {
+        return Err(Rejection(StatusCode::UNSUPPORTED_MEDIA_TYPE, "only utf-8 is accepted".into()));
+    }
+    let body: Value =
+        serde_json::from_slice(body).map_err(|e| bad_request(format!("the body is not valid JSON: {e}")))?;
+    let Value::Object(mut body) = body else {
+        return Err(bad_request("the body must be a JSON object"));
+    };
+    let string = |v: Option<Value>, name: &str| match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(bad_request(format!("`{name}` must be a string"))),
+    };
+    let object = |v: Option<Value>, name: &str| match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(o)) => Ok(Some(o)),
+        Some(_) => Err(bad_request(format!("`{name}` must be an object"))),
+    };
+    Ok(Params {
+        query: string(body.remove("query"), "query")?,
+        operation_name: string(body.remove("operationName"), "operationName")?,
+        variables: object(body.remove("variables"), "variables")?,
+        extensions: object(body.remove("extensions"), "extensions")?,
+    })
+}
+
+/// Reads the parameters of a GET query string; `variables` and
+/// `extensions` are JSON-encoded.
+fn get_params(raw: Option<&str>) -> Result<Params, Rejection> {
+    let mut params = Params::default();
+    let decoded: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or_default())
+        .map_err(|_| bad_request("the query string is not valid"))?;
+    for (key, value) in decoded {
+        let json_object = |name: &str| match serde_json::from_str::<Value>(&value) {
+            Ok(Value::Object(o)) => Ok(Some(o)),
+            Ok(Value::Null) => Ok(None),
+            _ => Err(bad_request(format!("`{name}` must be a JSON-encoded object"))),
+        };
+        match key.as_str() {
+            "query" => params.query = Some(value),
+            "operationName" => params.operation_name = Some(value),
+            "variables" => params.variables = json_object("variables")?,
+            "extensions" => params.extensions = json_object("extensions")?,
+            _ => {}
+        }
+    }
+    Ok(params)
+}
+
+/// The persisted-query hash a request names, if any.
+fn persisted_hash(extensions: Option<&Map<String, Value>>) -> Option<String> {
+    extensions?.get("persistedQuery")?.get("sha256Hash")?.as_str().map(str::to_owned)
+}
+
+/// Whether the operation a GET would run is a mutation (or a subscription:
+/// neither belongs on a safe method). Unparseable documents are left to the
+/// engine, which reports them as GraphQL errors.
+async fn is_unsafe_on_get(params: &Params, persisted: &LruCacheStorage) -> bool {
+    let document = match (&params.query, persisted_hash(params.extensions.as_ref())) {
+        (Some(query), _) if !query.is_empty() => match parse_query(query) {
+            Ok(doc) => doc,
+            Err(_) => return false,
+        },
+        (_, Some(hash)) => match persisted.get(hash).await {
+            Some(doc) => doc,
+            None => return false,
+        },
+        _ => return false,
+    };
+    let operation = match &params.operation_name {
+        Some(name) => document.operations.iter().find(|(n, _)| n.map(|n| n.as_str()) == Some(name.as_str())),
+        None => document.operations.iter().next(),
+    };
+    operation.is_some_and(|(_, op)| op.node.ty != OperationType::Query)
+}
+
+pub async fn graphql_http(
+    State(http): State<HttpState>,
+    method: Method,
+    headers: HeaderMap,
+    RawQuery(raw_query): RawQuery,
+    body: Bytes,
+) -> HttpResponse {
+    let trace = trace_id(&headers);
+    let Some(media) = negotiate(&headers) else {
+        return (
+            StatusCode::NOT_ACCEPTABLE,
+            "accepted media types: application/graphql-response+json, application/json",
+        )
+            .into_response();
+    };
+    let params = match method {
+        Method::POST => post_params(&headers, &body),
+        _ => get_params(raw_query.as_deref()),
+    };
+    let params = match params {
+        Ok(p) => p,
+        Err(Rejection(status, message)) => return request_error(status, media, &message, &trace.0),
+    };
+    if params.query.is_none() && persisted_hash(params.extensions.as_ref()).is_none() {
+        return request_error(StatusCode::BAD_REQUEST, media, "`query` is required", &trace.0);
+    }
+    if method == Method::GET && is_unsafe_on_get(&params, &http.persisted).await {
+        let mut response = request_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            media,
+            "only queries may be sent with GET; use POST",
+            &trace.0,
+        );
+        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return response;
+    }
+
+    let mut request = Request::new(params.query.unwrap_or_default()).data(trace.clone());
+    request.operation_name = params.operation_name;
+    request.variables = Variables::from_json(Value::Object(params.variables.unwrap_or_default()));
+    request.extensions = async_graphql::Extensions(
+        params
+            .extensions
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(k, v)| async_graphql::Value::from_json(v).ok().map(|v| (k, v)))
+            .collect(),
+    );
+    let credentials = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    if let Some(viewer) = http.auth.viewer(credentials) {
+        request = request.data(viewer);
+    }
+    let mut response = http.schema.execute(request).await;
+    set_trace_id(&mut response.errors, &trace.0);
+    // A request that never began executing (it did not parse or validate)
+    // is a request error: no data, and 400 under the GraphQL media type.
+    let request_error = is_request_error(&response);
+    let status =
+        if media == MediaType::GraphqlResponse && request_error { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    let mut body = Map::new();
+    if !request_error {
+        body.insert("data".into(), serde_json::to_value(&response.data).unwrap_or(Value::Null));
+    }
+    if !response.errors.is_empty() {
+        body.insert("errors".into(), serde_json::to_value(&response.errors).unwrap_or(Value::Null));
+    }
+    if !response.extensions.is_empty() {
+        body.insert("extensions".into(), serde_json::to_value(&response.extensions).unwrap_or(Value::Null));
+    }
+    json_response(status, media, &body)
+}
+
+fn is_request_error(response: &Response) -> bool {
+    response.data == async_graphql::Value::Null
+        && !response.errors.is_empty()
+        && response.errors.iter().all(|e| e.path.is_empty())
+}
+
+fn request_error(status: StatusCode, media: MediaType, message: &str, trace: &str) -> HttpResponse {
+    let mut errors = vec![ServerError::new(message, None)];
+    shape(&mut errors, Some(trace.to_owned()));
+    json_response(status, media, &serde_json::json!({ "errors": errors }))
+}
+
+fn json_response(status: StatusCode, media: MediaType, body: &impl serde::Serialize) -> HttpResponse {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => (status, [(header::CONTENT_TYPE, media.content_type())], bytes).into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
