@@ -84,6 +84,16 @@ pub struct Config {
     #[arg(long = "replica-id", env = "REPLICA_ID", default_value = "local")]
     pub replica_id: String,
 
+    /// A WebSocket client must send `connection_init` within this (else the
+    /// connection closes with 4408).
+    #[arg(long = "ws-init-timeout", env = "WS_INIT_TIMEOUT", default_value = "3s", value_parser = humantime::parse_duration)]
+    pub ws_init_timeout: Duration,
+
+    /// How often the server pings WebSocket clients (legacy clients get
+    /// `ka`); a client that misses a whole interval is disconnected.
+    #[arg(long = "ws-keep-alive", env = "WS_KEEP_ALIVE", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub ws_keep_alive: Duration,
+
     /// Lets clients ask for `permissionMode: "bypassPermissions"`.
     #[arg(long = "allow-bypass-permissions", env = "ALLOW_BYPASS_PERMISSIONS")]
     pub allow_bypass_permissions: bool,

@@ -87,3 +87,9 @@ pub fn shape(errors: &mut [ServerError], trace_id: Option<String>) {
         extensions.set("timestamp", Value::from(timestamp.clone()));
     }
 }
+
+/// Whether a response is to a request that never began executing: it did
+/// not parse or validate, so there is no data and no error has a path.
+pub fn is_request_error(response: &Response) -> bool {
+    response.data == Value::Null && !response.errors.is_empty() && response.errors.iter().all(|e| e.path.is_empty())
+}

@@ -1,42 +1,29 @@
-//! GraphQL over WebSocket (`/graphql/ws`) and GraphiQL (`/`).
+//! The WebSocket upgrade at `/graphql/ws`, and GraphiQL at `/`.
 
-use async_graphql::{http::GraphiQLSource, Data};
-use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use async_graphql::http::GraphiQLSource;
 use axum::{
     extract::{State, WebSocketUpgrade},
-    http::HeaderMap,
+    http::{header, HeaderMap},
     response::{Html, IntoResponse, Response},
 };
 
-use super::{router::HttpState, trace_id};
+use super::{
+    router::HttpState,
+    trace_id,
+    ws::{self, Protocol},
+};
 
-pub async fn graphql_ws(
-    State(http): State<HttpState>,
-    headers: HeaderMap,
-    protocol: GraphQLProtocol,
-    upgrade: WebSocketUpgrade,
-) -> Response {
+pub async fn graphql_ws(State(http): State<HttpState>, headers: HeaderMap, upgrade: WebSocketUpgrade) -> Response {
     let trace = trace_id(&headers);
-    upgrade.protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS).on_upgrade(move |socket| {
-        let auth = http.auth.clone();
-        GraphQLWebSocket::new(socket, http.schema.clone(), protocol)
-            .on_connection_init(move |payload| async move {
-                let credentials = payload
-                    .get("Authorization")
-                    .or_else(|| payload.get("authorization"))
-                    .or_else(|| payload.get("token"))
-                    .and_then(|v| v.as_str())
-                    .map(str::to_owned);
-                let viewer = auth
-                    .viewer(credentials.as_deref())
-                    .ok_or_else(|| async_graphql::Error::new("a valid bearer token is required"))?;
-                let mut data = Data::default();
-                data.insert(viewer);
-                data.insert(trace);
-                Ok(data)
-            })
-            .serve()
-    })
+    let credentials = ws::credentials_from_headers(&headers);
+    let offered = headers.get(header::SEC_WEBSOCKET_PROTOCOL).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let Some(protocol) = Protocol::negotiate(offered) else {
+        return upgrade.on_upgrade(ws::refuse);
+    };
+    let settings = http.ws;
+    upgrade
+        .protocols([protocol.name()])
+        .on_upgrade(move |socket| ws::serve(socket, protocol, http, trace, credentials, settings))
 }
 
 pub async fn graphiql() -> impl IntoResponse {

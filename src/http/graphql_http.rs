@@ -15,7 +15,7 @@
 use async_graphql::{
     extensions::apollo_persisted_queries::{CacheStorage, LruCacheStorage},
     parser::{parse_query, types::OperationType},
-    Request, Response, ServerError, Variables,
+    Request, ServerError, Variables,
 };
 use axum::{
     body::Bytes,
@@ -26,7 +26,7 @@ use axum::{
 use serde_json::{Map, Value};
 
 use super::{router::HttpState, trace_id};
-use crate::graphql::errors::{set_trace_id, shape};
+use crate::graphql::errors::{is_request_error, set_trace_id, shape};
 
 const JSON: &str = "application/json; charset=utf-8";
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json; charset=utf-8";
@@ -248,12 +248,6 @@ pub async fn graphql_http(
         body.insert("extensions".into(), serde_json::to_value(&response.extensions).unwrap_or(Value::Null));
     }
     json_response(status, media, &body)
-}
-
-fn is_request_error(response: &Response) -> bool {
-    response.data == async_graphql::Value::Null
-        && !response.errors.is_empty()
-        && response.errors.iter().all(|e| e.path.is_empty())
 }
 
 fn request_error(status: StatusCode, media: MediaType, message: &str, trace: &str) -> HttpResponse {

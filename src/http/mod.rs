@@ -5,6 +5,7 @@ pub mod graphql;
 pub mod graphql_http;
 pub mod health;
 pub mod router;
+pub mod ws;
 
 use axum::http::HeaderMap;
 pub use router::router;

@@ -8,7 +8,7 @@ use tower_http::{
 
 use async_graphql::extensions::apollo_persisted_queries::LruCacheStorage;
 
-use super::{auth::Authenticator, graphql, graphql_http, health};
+use super::{auth::Authenticator, graphql, graphql_http, health, ws::WsSettings};
 use crate::{graphql::AppSchema, state::AppState};
 
 /// What the GraphQL handlers need.
@@ -18,10 +18,12 @@ pub struct HttpState {
     pub auth: Authenticator,
     /// The automatic persisted queries the schema's APQ extension keeps.
     pub persisted: LruCacheStorage,
+    pub ws: WsSettings,
 }
 
 pub fn router(state: AppState, schema: AppSchema, persisted: LruCacheStorage) -> Router {
-    let http = HttpState { schema, auth: Authenticator::new(&state.config), persisted };
+    let ws = WsSettings { init_timeout: state.config.ws_init_timeout, keep_alive: state.config.ws_keep_alive };
+    let http = HttpState { schema, auth: Authenticator::new(&state.config), persisted, ws };
     let request_id = HeaderName::from_static("x-request-id");
     let graphql_routes = Router::new()
         .route("/", get(graphql::graphiql))

@@ -11,6 +11,7 @@ mod lifecycle;
 mod pipeline;
 mod runs;
 mod transport;
+mod ws;
 
 /// Generates, for each scenario `fn name(app: TestApp)`, a test on SQLite
 /// and one on PostgreSQL (which says it was skipped without

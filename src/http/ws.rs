@@ -1,0 +1,321 @@
+//! GraphQL over WebSocket: `graphql-transport-ws` to the letter of the
+//! graphql-ws project's protocol document, and the legacy `graphql-ws`
+//! subprotocol of subscriptions-transport-ws.
+//!
+//! One task owns a connection: a `select!` loop over the socket, the
+//! connection's operations (a `StreamMap`, polled only when the socket can
+//! take more, so a slow client slows nobody else: its subscriptions fall
+//! behind and catch up from the store), the `connection_init` deadline and
+//! the keep-alive timer.
+
+use std::{pin::Pin, time::Duration};
+
+use async_graphql::{Data, Request, Response, Variables};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::{stream, Stream, StreamExt};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use tokio::time::{interval_at, sleep, Instant};
+use tokio_stream::StreamMap;
+
+use super::router::HttpState;
+use crate::graphql::{errors::is_request_error, types::Viewer, TraceId};
+
+/// Which subprotocol a connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// `graphql-transport-ws` (the graphql-ws library).
+    TransportWs,
+    /// `graphql-ws` (the legacy subscriptions-transport-ws).
+    Legacy,
+}
+
+impl Protocol {
+    /// From the `Sec-WebSocket-Protocol` offers, in the client's order.
+    pub fn negotiate(offers: &str) -> Option<Protocol> {
+        offers.split(',').map(str::trim).find_map(|p| match p {
+            "graphql-transport-ws" => Some(Protocol::TransportWs),
+            "graphql-ws" => Some(Protocol::Legacy),
+            _ => None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::TransportWs => "graphql-transport-ws",
+            Protocol::Legacy => "graphql-ws",
+        }
+    }
+}
+
+/// Timers of a connection.
+#[derive(Debug, Clone, Copy)]
+pub struct WsSettings {
+    /// `connection_init` must arrive within this (else 4408).
+    pub init_timeout: Duration,
+    /// How often the server pings (graphql-transport-ws) or sends `ka`
+    /// (legacy); a graphql-transport-ws client that has not answered the
+    /// previous ping by the next one is disconnected.
+    pub keep_alive: Duration,
+}
+
+/// Close codes of graphql-transport-ws.
+mod close {
+    pub const INVALID_MESSAGE: u16 = 4400;
+    pub const UNAUTHORIZED: u16 = 4401;
+    pub const FORBIDDEN: u16 = 4403;
+    pub const INIT_TIMEOUT: u16 = 4408;
+    pub const DUPLICATE_ID: u16 = 4409;
+    pub const TOO_MANY_INITS: u16 = 4429;
+    /// The peer stopped answering pings (a standard "going away").
+    pub const PONG_TIMEOUT: u16 = 1001;
+    pub const SUBPROTOCOL_NOT_ACCEPTABLE: u16 = 4406;
+}
+
+/// One message from the client, in either protocol.
+#[derive(Debug, Deserialize)]
+struct ClientMessage {
+    #[serde(rename = "type")]
+    kind: String,
+    id: Option<String>,
+    payload: Option<Value>,
+}
+
+/// The payload of `subscribe` / `start`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OperationPayload {
+    query: Option<String>,
+    operation_name: Option<String>,
+    variables: Option<Map<String, Value>>,
+    extensions: Option<Map<String, Value>>,
+}
+
+/// What an operation's stream yields: responses, then `None` at its end.
+type Operation = Pin<Box<dyn Stream<Item = Option<Response>> + Send>>;
+
+/// Why the loop ends.
+struct Close(u16, String);
+
+struct Connection {
+    socket: WebSocket,
+    protocol: Protocol,
+    http: HttpState,
+    trace: TraceId,
+    /// Credentials from the upgrade request, used when `connection_init`
+    /// carries none.
+    header_credentials: Option<String>,
+    viewer: Option<Viewer>,
+    init_received: bool,
+    operations: StreamMap<String, Operation>,
+}
+
+/// Closes a connection that offered no subprotocol we speak.
+pub async fn refuse(mut socket: WebSocket) {
+    let frame = CloseFrame {
+        code: close::SUBPROTOCOL_NOT_ACCEPTABLE,
+        reason: Utf8Bytes::from_static("Subprotocol not acceptable"),
+    };
+    let _ = socket.send(Message::Close(Some(frame))).await;
+}
+
+/// Serves one upgraded connection until either side ends it.
+pub async fn serve(
+    socket: WebSocket,
+    protocol: Protocol,
+    http: HttpState,
+    trace: TraceId,
+    header_credentials: Option<String>,
+    settings: WsSettings,
+) {
+    let mut connection = Connection {
+        socket,
+        protocol,
+        http,
+        trace,
+        header_credentials,
+        viewer: None,
+        init_received: false,
+        operations: StreamMap::new(),
+    };
+    if let Err(Close(code, reason)) = connection.run(settings).await {
+        let frame = CloseFrame { code, reason: Utf8Bytes::from(truncate(&reason, 123)) };
+        let _ = connection.socket.send(Message::Close(Some(frame))).await;
+    }
+}
+
+/// A close reason may be at most 123 bytes.
+fn truncate(reason: &str, max: usize) -> String {
+    let mut end = reason.len().min(max);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason[..end].to_owned()
+}
+
+impl Connection {
+    async fn run(&mut self, settings: WsSettings) -> Result<(), Close> {
+        let init_deadline = sleep(settings.init_timeout);
+        tokio::pin!(init_deadline);
+        let mut keep_alive = interval_at(Instant::now() + settings.keep_alive, settings.keep_alive);
+        let mut awaiting_pong = false;
+        loop {
+            tokio::select! {
+                message = self.socket.recv() => match message {
+                    Some(Ok(Message::Text(text))) => {
+                        if self.on_text(text.as_str()).await? == Flow::Stop {
+                            return Ok(());
+                        }
+                        if self.protocol == Protocol::TransportWs {
+                            // Any message from the client shows it is alive.
+                            awaiting_pong = false;
+                        }
+                    }
+                    Some(Ok(Message::Binary(_))) => {
+                        return Err(Close(close::INVALID_MESSAGE, "Binary messages are not supported".into()));
+                    }
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Ok(()),
+                    Some(Ok(_)) => {} // WebSocket-level ping/pong: axum answers pings.
+                },
+                Some((id, item)) = self.operations.next(), if !self.operations.is_empty() => {
+                    self.on_operation_item(id, item).await?;
+                }
+                _ = &mut init_deadline, if !self.init_received => {
+                    return Err(Close(close::INIT_TIMEOUT, "Connection initialisation timeout".into()));
+                }
+                _ = keep_alive.tick() => {
+                    match self.protocol {
+                        Protocol::TransportWs => {
+                            if awaiting_pong {
+                                return Err(Close(close::PONG_TIMEOUT, "No pong received in time".into()));
+                            }
+                            awaiting_pong = true;
+                            self.send(json!({ "type": "ping" })).await?;
+                        }
+                        Protocol::Legacy if self.viewer.is_some() => self.send(json!({ "type": "ka" })).await?,
+                        Protocol::Legacy => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn send(&mut self, message: Value) -> Result<(), Close> {
+        // A failed send means the peer is gone; end quietly.
+        self.socket
+            .send(Message::Text(Utf8Bytes::from(message.to_string())))
+            .await
+            .map_err(|_| Close(1000, String::new()))
+    }
+
+    async fn on_text(&mut self, text: &str) -> Result<Flow, Close> {
+        let invalid = |why: &str| Close(close::INVALID_MESSAGE, why.to_owned());
+        let message: ClientMessage = serde_json::from_str(text).map_err(|_| invalid("Invalid message received"))?;
+        match (self.protocol, message.kind.as_str()) {
+            (_, "connection_init") => self.on_init(message.payload).await?,
+            (Protocol::TransportWs, "ping") => {
+                let mut pong = json!({ "type": "pong" });
+                if let Some(payload) = message.payload {
+                    pong["payload"] = payload;
+                }
+                self.send(pong).await?;
+            }
+            (Protocol::TransportWs, "pong") => {}
+            (Protocol::TransportWs, "subscribe") | (Protocol::Legacy, "start") => {
+                let id = message.id.filter(|id| !id.is_empty()).ok_or_else(|| invalid("Operation id is required"))?;
+                let payload = message.payload.ok_or_else(|| invalid("Operation payload is required"))?;
+                let payload: OperationPayload =
+                    serde_json::from_value(payload).map_err(|_| invalid("Invalid operation payload"))?;
+                self.on_subscribe(id, payload).await?;
+            }
+            (Protocol::TransportWs, "complete") | (Protocol::Legacy, "stop") => {
+                let id = message.id.ok_or_else(|| invalid("Operation id is required"))?;
+                self.operations.remove(&id);
+            }
+            (Protocol::Legacy, "connection_terminate") => return Ok(Flow::Stop),
+            _ => return Err(invalid(&format!("Unexpected message type {}", message.kind))),
+        }
+        Ok(Flow::Continue)
+    }
+
+    async fn on_init(&mut self, payload: Option<Value>) -> Result<(), Close> {
+        if self.init_received {
+            return Err(Close(close::TOO_MANY_INITS, "Too many initialisation requests".into()));
+        }
+        self.init_received = true;
+        let credentials = payload
+            .as_ref()
+            .and_then(|p| p.get("Authorization").or_else(|| p.get("authorization")).or_else(|| p.get("token")))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| self.header_credentials.clone());
+        match self.http.auth.viewer(credentials.as_deref()) {
+            Some(viewer) => {
+                self.viewer = Some(viewer);
+                self.send(json!({ "type": "connection_ack" })).await
+            }
+            None if self.protocol == Protocol::Legacy => {
+                self.send(json!({ "type": "connection_error", "payload": { "message": "Forbidden" } })).await?;
+                Err(Close(close::FORBIDDEN, "Forbidden".into()))
+            }
+            None => Err(Close(close::FORBIDDEN, "Forbidden".into())),
+        }
+    }
+
+    async fn on_subscribe(&mut self, id: String, payload: OperationPayload) -> Result<(), Close> {
+        let Some(viewer) = self.viewer.clone() else {
+            return Err(Close(close::UNAUTHORIZED, "Unauthorized".into()));
+        };
+        if self.operations.contains_key(&id) {
+            return Err(Close(close::DUPLICATE_ID, format!("Subscriber for {id} already exists")));
+        }
+        let mut request = Request::new(payload.query.unwrap_or_default());
+        request.operation_name = payload.operation_name;
+        request.variables = Variables::from_json(Value::Object(payload.variables.unwrap_or_default()));
+        request.extensions = async_graphql::Extensions(
+            payload
+                .extensions
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|(k, v)| async_graphql::Value::from_json(v).ok().map(|v| (k, v)))
+                .collect(),
+        );
+        let mut data = Data::default();
+        data.insert(viewer);
+        data.insert(self.trace.clone());
+        let responses = self.http.schema.execute_stream_with_session_data(request, std::sync::Arc::new(data));
+        let operation: Operation = Box::pin(responses.map(Some).chain(stream::once(async { None })));
+        self.operations.insert(id, operation);
+        Ok(())
+    }
+
+    async fn on_operation_item(&mut self, id: String, item: Option<Response>) -> Result<(), Close> {
+        let Some(response) = item else {
+            // The stream ended (StreamMap drops it by itself).
+            return self.send(json!({ "type": "complete", "id": id })).await;
+        };
+        if is_request_error(&response) {
+            // It never ran (did not parse or validate): `error`, and no
+            // `complete` after it.
+            self.operations.remove(&id);
+            return self.send(json!({ "type": "error", "id": id, "payload": response.errors })).await;
+        }
+        let kind = match self.protocol {
+            Protocol::TransportWs => "next",
+            Protocol::Legacy => "data",
+        };
+        let payload = serde_json::to_value(&response).unwrap_or(Value::Null);
+        self.send(json!({ "type": kind, "id": id, "payload": payload })).await
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Stop,
+}
+
+/// The upgrade request's own `Authorization`, if it has one.
+pub fn credentials_from_headers(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
