@@ -25,6 +25,7 @@ use crate::{
     db::{self, executions::Finish},
     error::{AppError, AppResult},
     events::{recorder::Recorder, Broker, Event, ProgressEvent, Publisher, RunError, StatusEvent},
+    telemetry::metrics::{self as m, GaugeGuard},
 };
 
 /// Lines buffered between the runner and the recorder; when full, reading
@@ -174,12 +175,14 @@ impl Executor {
 
     fn spawn_run(&self, execution: execution::Model, command: ClaudeCommand, prompt: String, publisher: Publisher) {
         let handle = RunHandle { stop: StopHandle::child_of(&self.inner.shutdown), done: CancellationToken::new() };
+        let pending = GaugeGuard::new(m::EXECUTIONS_PENDING);
         self.lock_runs().insert(execution.id, handle.clone());
         let this = self.clone();
         let span = info_span!("execution", execution_id = %execution.id);
         self.inner.tracker.spawn(
             async move {
-                this.run(&execution, command, prompt, publisher, &handle.stop).await;
+                let status = this.run(&execution, command, prompt, publisher, &handle.stop, pending).await;
+                metrics::counter!(m::EXECUTIONS_FINISHED, "status" => status).increment(1);
                 this.lock_runs().remove(&execution.id);
                 handle.done.cancel();
             }
@@ -195,28 +198,31 @@ impl Executor {
         prompt: String,
         publisher: Publisher,
         stop: &StopHandle,
-    ) {
+        pending: GaugeGuard,
+    ) -> &'static str {
         let inner = &self.inner;
         // Wait for a slot (or a stop while waiting).
         let _permit = tokio::select! {
             permit = inner.slots.clone().acquire_owned() => permit.ok(),
             _ = stop.token().cancelled() => None,
         };
+        drop(pending);
         if _permit.is_none() {
             let outcome = stop_outcome(stop.reason());
-            self.finish(execution, publisher, outcome_finish(&outcome, None, None, 0)).await;
-            return;
+            return self.finish(execution, publisher, outcome_finish(&outcome, None, None, 0)).await;
         }
         match db::executions::mark_running(&inner.db, execution.id).await {
             Ok(true) => {}
-            Ok(false) => return, // finished by someone else meanwhile
+            // Finished by someone else meanwhile.
+            Ok(false) => return "UNCHANGED",
             Err(e) => {
                 warn!(error = %e, "could not mark the execution running");
                 let finish = failure(&ClaudeError::Error("the store is unavailable".into()), None);
-                self.finish(execution, publisher, finish).await;
-                return;
+                return self.finish(execution, publisher, finish).await;
             }
         }
+        let _running = GaugeGuard::new(m::EXECUTIONS_RUNNING);
+        metrics::counter!(m::EXECUTIONS_STARTED).increment(1);
         publisher.publish(Event::Status(StatusEvent {
             execution_id: execution.id,
             status: db::executions::RUNNING.into(),
@@ -262,12 +268,13 @@ impl Executor {
             cost_usd: finish.cost_usd,
             elapsed_ms: started.elapsed().as_millis() as i64,
         }));
-        self.finish(execution, publisher, finish).await;
+        self.finish(execution, publisher, finish).await
     }
 
     /// Stores the final state, then sends the terminal event (in that order:
     /// a subscriber that sees the event finds the row final).
-    async fn finish(&self, execution: &execution::Model, publisher: Publisher, finish: Finish) {
+    async fn finish(&self, execution: &execution::Model, publisher: Publisher, finish: Finish) -> &'static str {
+        let final_status = finish.status;
         let status = StatusEvent {
             execution_id: execution.id,
             status: finish.status.into(),
@@ -281,6 +288,7 @@ impl Executor {
             // Subscribers see the channel close and go back to the store.
             Err(e) => warn!(error = %e, "could not store the execution's final state"),
         }
+        final_status
     }
 
     /// Cancels a pending or running execution; a finished one is returned

@@ -18,6 +18,7 @@ use super::{Event, MessageEvent, ProgressEvent, Publisher};
 use crate::{
     claude::{Line, LineKind},
     db::{self, messages::NewMessage},
+    telemetry::metrics as m,
 };
 
 /// Most lines stored in one transaction.
@@ -159,8 +160,13 @@ impl Recorder {
         }
         let mut delay = Duration::from_millis(50);
         for attempt in 1..=STORE_ATTEMPTS {
+            let started = Instant::now();
             match db::messages::store_batch(&self.db, self.execution_id, self.session_id, batch).await {
-                Ok(()) => return true,
+                Ok(()) => {
+                    metrics::histogram!(m::STORE_BATCH_SECONDS).record(started.elapsed().as_secs_f64());
+                    metrics::counter!(m::MESSAGES_STORED).increment(batch.len() as u64);
+                    return true;
+                }
                 Err(e) if attempt < STORE_ATTEMPTS => {
                     warn!(error = %e, attempt, "storing messages failed; retrying");
                     tokio::time::sleep(delay).await;

@@ -15,7 +15,10 @@ use tracing::warn;
 use uuid::Uuid;
 
 use super::{is_terminal, Broker, Event, MessageEvent, RunError, StatusEvent};
-use crate::db;
+use crate::{
+    db,
+    telemetry::metrics::{self as m, GaugeGuard},
+};
 
 /// Rows read from the store per replay query.
 const REPLAY_PAGE: u64 = 1000;
@@ -31,6 +34,7 @@ pub fn execution_events(
     after_seq: i64,
 ) -> impl Stream<Item = Arc<Event>> + Send + 'static {
     stream! {
+        let _live = GaugeGuard::new(m::SUBSCRIPTIONS_LIVE);
         // Join before reading the store, so nothing falls in between.
         let mut live = broker.subscribe(execution_id);
         let mut last = after_seq;

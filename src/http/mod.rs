@@ -4,6 +4,7 @@ pub mod auth;
 pub mod graphql;
 pub mod graphql_http;
 pub mod health;
+pub mod pages;
 pub mod router;
 pub mod ws;
 

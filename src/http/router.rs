@@ -1,15 +1,24 @@
 //! The routes and the layers around them.
 
-use axum::{http::HeaderName, routing::get, Router};
+use std::time::Instant;
+
+use async_graphql::extensions::apollo_persisted_queries::LruCacheStorage;
+use axum::{
+    extract::{MatchedPath, Request},
+    http::HeaderName,
+    middleware::{self, Next},
+    response::Response,
+    routing::get,
+    Router,
+};
 use tower_http::{
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     trace::TraceLayer,
 };
+use tracing::info_span;
 
-use async_graphql::extensions::apollo_persisted_queries::LruCacheStorage;
-
-use super::{auth::Authenticator, graphql, graphql_http, health, ws::WsSettings};
-use crate::{graphql::AppSchema, state::AppState};
+use super::{auth::Authenticator, graphql, graphql_http, health, pages, ws::WsSettings};
+use crate::{graphql::AppSchema, state::AppState, telemetry::metrics as m};
 
 /// What the GraphQL handlers need.
 #[derive(Clone)]
@@ -25,6 +34,7 @@ pub fn router(state: AppState, schema: AppSchema, persisted: LruCacheStorage) ->
     let ws = WsSettings { init_timeout: state.config.ws_init_timeout, keep_alive: state.config.ws_keep_alive };
     let http = HttpState { schema, auth: Authenticator::new(&state.config), persisted, ws };
     let request_id = HeaderName::from_static("x-request-id");
+    let metrics = m::install();
     let graphql_routes = Router::new()
         .route("/", get(graphql::graphiql))
         .route("/graphql", get(graphql_http::graphql_http).post(graphql_http::graphql_http))
@@ -33,9 +43,27 @@ pub fn router(state: AppState, schema: AppSchema, persisted: LruCacheStorage) ->
     Router::new()
         .route("/healthz", get(health::healthz))
         .with_state(state)
+        .route("/live", get(pages::live))
+        .route("/assets/{*name}", get(pages::asset))
+        .route("/metrics", get(move || pages::metrics(metrics.clone())))
         .merge(graphql_routes)
+        .layer(middleware::from_fn(record_duration))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
+            let trace_id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
+            info_span!("request", trace_id = %trace_id, method = %request.method(), uri = %request.uri())
+        }))
         // Outermost: a client's own x-request-id is kept, else one is made.
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+/// Records each request's duration by route, method and status.
+async fn record_duration(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
+    let method = request.method().to_string();
+    let response = next.run(request).await;
+    let labels = [("route", route), ("method", method), ("status", response.status().as_u16().to_string())];
+    metrics::histogram!(m::HTTP_REQUEST_SECONDS, &labels).record(started.elapsed().as_secs_f64());
+    response
 }

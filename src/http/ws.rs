@@ -19,7 +19,10 @@ use tokio::time::{interval_at, sleep, Instant};
 use tokio_stream::StreamMap;
 
 use super::router::HttpState;
-use crate::graphql::{errors::is_request_error, types::Viewer, TraceId};
+use crate::{
+    graphql::{errors::is_request_error, types::Viewer, TraceId},
+    telemetry::metrics::{self as m, GaugeGuard},
+};
 
 /// Which subprotocol a connection speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,6 +131,7 @@ pub async fn serve(
     header_credentials: Option<String>,
     settings: WsSettings,
 ) {
+    let _open = GaugeGuard::new(m::WS_CONNECTIONS);
     let mut connection = Connection {
         socket,
         protocol,

@@ -80,3 +80,36 @@ async fn graphiql_health_and_get_requests() {
         .unwrap();
     assert_eq!(response["data"]["workspaces"]["edges"], json!([]));
 }
+
+/// The value of a Prometheus series (first match of `name` + labels).
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with([' ', '{']))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_live_figures_during_a_run() {
+    let app = spawn_app().await;
+    let (workspace, _) = app.workspace().await;
+    let (execution, _) = app.start(json!({ "workspaceId": workspace, "prompt": "fake: hang" })).await;
+    app.wait_status(&execution, "RUNNING").await;
+    let subscription = app.subscribe(&execution, 0).await.unwrap();
+    let mut subscription = Box::pin(subscription);
+    subscription.next().await.unwrap().unwrap();
+
+    let text = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    // Other tests share the process-wide recorder: at least ours is there.
+    assert!(metric(&text, "claude_graphql_executions_running").unwrap() >= 1.0, "{text}");
+    assert!(metric(&text, "claude_graphql_subscriptions_live").unwrap() >= 1.0);
+    assert!(metric(&text, "claude_graphql_websocket_connections").unwrap() >= 1.0);
+    assert!(metric(&text, "claude_graphql_messages_stored_total").unwrap() >= 1.0);
+    assert!(text.contains("claude_graphql_store_batch_seconds_bucket"));
+    assert!(
+        text.contains("claude_graphql_http_request_seconds_bucket{route=\"/graphql\",method=\"POST\",status=\"200\""),
+        "{text}"
+    );
+    app.ok("mutation($id: ID!) { cancelExecution(id: $id) { status } }", json!({ "id": execution })).await;
+    let text = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metric(&text, "claude_graphql_executions_finished_total{status=\"CANCELLED\"}").unwrap() >= 1.0, "{text}");
+}
