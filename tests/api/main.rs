@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod browser;
 mod failures;
 mod http;
 mod inputs;
