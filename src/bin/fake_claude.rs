@@ -25,6 +25,7 @@
 //! | `hang` | after `init`, wait; only an interrupt ends the turn |
 //! | `ignore_interrupt` | never answer the interrupt, never exit on EOF |
 //! | `ignore_term` | ignore SIGTERM (only SIGKILL stops it) |
+//! | `wait_for=PATH` | after `init`, wait until PATH exists (benchmarks start the burst this way) |
 //! | `exit=N` | exit code at the end |
 //!
 //! If the working directory has a `.fake-claude/` directory, every start,
@@ -250,9 +251,20 @@ impl Turn {
             if self.interrupted() && !ignore_interrupt {
                 return self.abort(message_uuid);
             }
-            self.out.line(line);
+            if line.contains(EMIT_PLACEHOLDER) {
+                self.out.line(&line.replacen(EMIT_PLACEHOLDER, &format!("\"emit_ns\":{}", now_ns()), 1));
+            } else {
+                self.out.line(line);
+            }
             if i == 0 && d.has("hang") {
                 return self.hang(message_uuid);
+            }
+            if i == 0 {
+                if let Some(path) = d.0.get("wait_for") {
+                    while !Path::new(path).exists() {
+                        thread::sleep(Duration::from_millis(2));
+                    }
+                }
             }
         }
         if d.has("no_result") {
@@ -346,7 +358,8 @@ impl Turn {
                 "type": "assistant",
                 "message": {"id": message_id, "type": "message", "role": "assistant", "model": model, "content": [{"type": "text", "text": text}], "stop_reason": null, "usage": {"input_tokens": 10, "output_tokens": 5}},
                 "parent_tool_use_id": null, "session_id": self.session_id, "uuid": Uuid::new_v4(), "timestamp": now(),
-                "emit_ns": SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0),
+                // Stamped when written (see EMIT_PLACEHOLDER).
+                "emit_ns": 0,
             })
             .to_string());
         }
@@ -398,6 +411,13 @@ fn recording(name: &str, session_id: &str) -> Option<Vec<String>> {
         }
     }
     Some(lines)
+}
+
+/// Assistant lines carry the time they were written, for latency figures.
+const EMIT_PLACEHOLDER: &str = "\"emit_ns\":0";
+
+fn now_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
 }
 
 fn now() -> String {

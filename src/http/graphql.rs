@@ -1,10 +1,9 @@
-//! The WebSocket upgrade at `/graphql/ws`, and GraphiQL at `/`.
+//! The WebSocket upgrade at `/graphql/ws`.
 
-use async_graphql::http::GraphiQLSource;
 use axum::{
     extract::{State, WebSocketUpgrade},
     http::{header, HeaderMap},
-    response::{Html, IntoResponse, Response},
+    response::Response,
 };
 
 use super::{
@@ -24,14 +23,4 @@ pub async fn graphql_ws(State(http): State<HttpState>, headers: HeaderMap, upgra
     upgrade
         .protocols([protocol.name()])
         .on_upgrade(move |socket| ws::serve(socket, protocol, http, trace, credentials, settings))
-}
-
-pub async fn graphiql() -> impl IntoResponse {
-    Html(
-        GraphiQLSource::build()
-            .endpoint("/graphql")
-            .subscription_endpoint("/graphql/ws")
-            .title("claude-graphql")
-            .finish(),
-    )
 }

@@ -36,7 +36,7 @@ pub fn router(state: AppState, schema: AppSchema, persisted: LruCacheStorage) ->
     let request_id = HeaderName::from_static("x-request-id");
     let metrics = m::install();
     let graphql_routes = Router::new()
-        .route("/", get(graphql::graphiql))
+        .route("/", get(pages::graphiql))
         .route("/graphql", get(graphql_http::graphql_http).post(graphql_http::graphql_http))
         .route("/graphql/ws", get(graphql::graphql_ws))
         .with_state(http);

@@ -138,3 +138,49 @@ async fn live_view_streams_and_survives_a_dropped_connection() {
         .await;
     browser.client.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphiql_runs_queries_and_subscriptions_offline() {
+    let Some(browser) = browser().await else { return };
+    let app = spawn_app().await;
+    let (workspace, _) = app.workspace().await;
+    let (execution, _) = app.start(json!({ "workspaceId": workspace, "prompt": "fake: messages=3" })).await;
+    app.wait_finished(&execution).await;
+
+    browser.client.goto(&app.url("/")).await.unwrap();
+    browser
+        .wait_for("return !!document.querySelector('.graphiql-query-editor .CodeMirror')", "GraphiQL to render")
+        .await;
+    let response_text = "return document.querySelector('.graphiql-response')?.textContent || ''";
+
+    // The default query, over HTTP.
+    browser.wait_for("return !!document.querySelector('.graphiql-execute-button')", "the run button").await;
+    browser.client.find(Locator::Css(".graphiql-execute-button")).await.unwrap().click().await.unwrap();
+    browser
+        .wait_for(
+            &format!("{{ const t = (() => {{ {response_text} }})(); return t.includes('{workspace}'); }}"),
+            "the query result",
+        )
+        .await;
+
+    // A subscription, over /graphql/ws.
+    let subscription = format!(
+        "subscription {{ executionEvents(executionId: \"{execution}\") {{ __typename ... on StatusEvent {{ status }} }} }}"
+    );
+    browser
+        .eval(&format!(
+            "document.querySelector('.graphiql-query-editor .CodeMirror').CodeMirror.setValue({}); return true",
+            json!(subscription)
+        ))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    browser.client.find(Locator::Css(".graphiql-execute-button")).await.unwrap().click().await.unwrap();
+    browser
+        .wait_for(
+            &format!("{{ const t = (() => {{ {response_text} }})(); return t.includes('COMPLETED'); }}"),
+            "the subscription's final status",
+        )
+        .await;
+    browser.assert_only_from(&app.url("")).await;
+    browser.client.close().await.unwrap();
+}
