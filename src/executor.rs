@@ -227,6 +227,7 @@ impl Executor {
             execution_id: execution.id,
             status: db::executions::RUNNING.into(),
             error: None,
+            renders: Default::default(),
         }));
         info!(bin = %command.bin.display(), resume = ?command.resume, "starting claude");
         let started = std::time::Instant::now();
@@ -267,6 +268,7 @@ impl Executor {
             num_turns: finish.num_turns.unwrap_or(recorded.num_turns),
             cost_usd: finish.cost_usd,
             elapsed_ms: started.elapsed().as_millis() as i64,
+            renders: Default::default(),
         }));
         self.finish(execution, publisher, finish).await
     }
@@ -282,6 +284,7 @@ impl Executor {
                 .error_code
                 .clone()
                 .map(|code| RunError { code, message: finish.error_message.clone().unwrap_or_default() }),
+            renders: Default::default(),
         };
         match db::executions::finish(&self.inner.db, execution.id, execution.session_id, finish).await {
             Ok(_) => publisher.publish(Event::Status(status)),

@@ -10,7 +10,12 @@ use std::{
 use anyhow::{Context, Result};
 use futures_util::{SinkExt, StreamExt};
 use tokio::{net::TcpListener, sync::broadcast};
-use tokio_tungstenite::tungstenite::{protocol::Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::{
+    handshake::server::{Request, Response},
+    http::HeaderValue,
+    protocol::Message,
+    Utf8Bytes,
+};
 
 use crate::client::now_ns;
 
@@ -51,7 +56,13 @@ pub fn serve(args: CeilingArgs) -> Result<()> {
             let (stream, _) = listener.accept().await?;
             let mut rx = tx.subscribe();
             tasks.push(tokio::spawn(async move {
-                let mut socket = tokio_tungstenite::accept_async(stream).await?;
+                let with_protocol = |_: &Request, mut response: Response| {
+                    response
+                        .headers_mut()
+                        .insert("sec-websocket-protocol", HeaderValue::from_static("graphql-transport-ws"));
+                    Ok(response)
+                };
+                let mut socket = tokio_tungstenite::accept_hdr_async(stream, with_protocol).await?;
                 // The handshake and subscribe, as with the real server.
                 let _init = socket.next().await;
                 socket.send(Message::text("{\"type\":\"connection_ack\"}")).await?;

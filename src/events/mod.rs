@@ -19,6 +19,40 @@ pub struct RunError {
     pub message: String,
 }
 
+/// The texts an event was already rendered to, by rendering key (a hash of
+/// the subscription document; see `http::ws`). Many subscribers of one
+/// execution share the same `Arc<Event>`, so the first one to render it for
+/// a document does the work and the rest reuse the text.
+#[derive(Default)]
+pub struct Renders(std::sync::Mutex<Vec<(u64, Arc<str>)>>);
+
+impl Renders {
+    pub fn get(&self, key: u64) -> Option<Arc<str>> {
+        let renders = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        renders.iter().find(|(k, _)| *k == key).map(|(_, text)| text.clone())
+    }
+
+    pub fn put(&self, key: u64, text: Arc<str>) {
+        let mut renders = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if !renders.iter().any(|(k, _)| *k == key) {
+            renders.push((key, text));
+        }
+    }
+}
+
+impl Clone for Renders {
+    /// A copy starts with nothing rendered.
+    fn clone(&self) -> Self {
+        Renders::default()
+    }
+}
+
+impl std::fmt::Debug for Renders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Renders")
+    }
+}
+
 /// One message `claude` wrote. Stored ones have a `seq`; partial-token
 /// events (live only) do not.
 #[derive(Debug, Clone)]
@@ -29,6 +63,7 @@ pub struct MessageEvent {
     pub subtype: Option<String>,
     /// The line exactly as written (JSON text).
     pub payload: Arc<str>,
+    pub renders: Renders,
 }
 
 /// Counters of a running execution.
@@ -41,6 +76,7 @@ pub struct ProgressEvent {
     pub num_turns: i32,
     pub cost_usd: Option<f64>,
     pub elapsed_ms: i64,
+    pub renders: Renders,
 }
 
 /// A status change; a terminal one is the last event of an execution.
@@ -49,6 +85,7 @@ pub struct StatusEvent {
     pub execution_id: Uuid,
     pub status: String,
     pub error: Option<RunError>,
+    pub renders: Renders,
 }
 
 impl StatusEvent {
@@ -70,6 +107,17 @@ pub enum Event {
     Status(StatusEvent),
 }
 
+impl Event {
+    /// Where this event's rendered texts are kept.
+    pub fn renders(&self) -> &Renders {
+        match self {
+            Event::Message(m) => &m.renders,
+            Event::Progress(p) => &p.renders,
+            Event::Status(s) => &s.renders,
+        }
+    }
+}
+
 impl MessageEvent {
     pub fn from_stored(m: &entity::message::Model) -> Self {
         MessageEvent {
@@ -78,6 +126,7 @@ impl MessageEvent {
             type_name: m.r#type.clone(),
             subtype: m.subtype.clone(),
             payload: Arc::from(m.payload.as_str()),
+            renders: Renders::default(),
         }
     }
 }

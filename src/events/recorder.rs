@@ -86,6 +86,7 @@ impl Recorder {
                     type_name: line.type_name.clone(),
                     subtype: line.subtype.clone(),
                     payload: Arc::from(line.payload.as_str()),
+                    renders: Default::default(),
                 };
                 if let Some(seq) = seq {
                     to_store.push(NewMessage {
@@ -120,6 +121,7 @@ impl Recorder {
                     num_turns: recorded.num_turns,
                     cost_usd: None,
                     elapsed_ms: started.elapsed().as_millis() as i64,
+                    renders: Default::default(),
                 }));
             }
         }

@@ -119,5 +119,6 @@ async fn terminal_status(db: &DatabaseConnection, execution_id: Uuid) -> Option<
         execution_id,
         error: execution.error_code.map(|code| RunError { code, message: execution.error_message.unwrap_or_default() }),
         status: execution.status,
+        renders: Default::default(),
     })
 }

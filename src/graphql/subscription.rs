@@ -1,14 +1,27 @@
 //! Subscription root: an execution's events, replayed then live.
 
+use std::sync::{Arc, Mutex};
+
 use async_graphql::{Context, Subscription, ID};
-use futures_util::{Stream, StreamExt};
+use futures_util::{stream, stream::BoxStream, StreamExt};
+use uuid::Uuid;
 
 use super::types::{parse_id, state, viewer, ExecutionEvent};
 use crate::{
     db,
     error::{AppError, Gql},
-    events::subscription::execution_events,
+    events::{subscription::execution_events, Event},
 };
+
+/// Server-internal request data: resolve exactly this event. The WebSocket
+/// edge renders a live event once per subscription document this way and
+/// shares the text among all subscribers using that document.
+pub struct RenderOne(pub Arc<Event>);
+
+/// Server-internal request data: check access and arguments, report the
+/// resolved (execution id, afterSeq) here, and yield nothing.
+#[derive(Clone, Default)]
+pub struct Probe(pub Arc<Mutex<Option<(Uuid, i64)>>>);
 
 #[derive(Default)]
 pub struct SubscriptionRoot;
@@ -23,7 +36,10 @@ impl SubscriptionRoot {
         ctx: &Context<'_>,
         execution_id: ID,
         #[graphql(default = 0)] after_seq: i64,
-    ) -> async_graphql::Result<impl Stream<Item = ExecutionEvent>> {
+    ) -> async_graphql::Result<BoxStream<'static, ExecutionEvent>> {
+        if let Some(RenderOne(event)) = ctx.data_opt::<RenderOne>() {
+            return Ok(stream::once(std::future::ready(ExecutionEvent::from(event.clone()))).boxed());
+        }
         let id = parse_id(&execution_id, "executionId").gql()?;
         if after_seq < 0 {
             return Err(AppError::bad_input("afterSeq", "`afterSeq` must not be negative")).gql();
@@ -34,6 +50,10 @@ impl SubscriptionRoot {
             .gql()?
             .ok_or(AppError::NotFound("execution"))
             .gql()?;
-        Ok(execution_events(state.db.clone(), state.broker.clone(), id, after_seq).map(ExecutionEvent::from))
+        if let Some(Probe(slot)) = ctx.data_opt::<Probe>() {
+            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some((id, after_seq));
+            return Ok(stream::empty().boxed());
+        }
+        Ok(execution_events(state.db.clone(), state.broker.clone(), id, after_seq).map(ExecutionEvent::from).boxed())
     }
 }

@@ -28,11 +28,12 @@ pub struct HttpState {
     /// The automatic persisted queries the schema's APQ extension keeps.
     pub persisted: LruCacheStorage,
     pub ws: WsSettings,
+    pub state: AppState,
 }
 
 pub fn router(state: AppState, schema: AppSchema, persisted: LruCacheStorage) -> Router {
     let ws = WsSettings { init_timeout: state.config.ws_init_timeout, keep_alive: state.config.ws_keep_alive };
-    let http = HttpState { schema, auth: Authenticator::new(&state.config), persisted, ws };
+    let http = HttpState { schema, auth: Authenticator::new(&state.config), persisted, ws, state: state.clone() };
     let request_id = HeaderName::from_static("x-request-id");
     let metrics = m::install();
     let graphql_routes = Router::new()

@@ -8,9 +8,20 @@
 //! behind and catch up from the store), the `connection_init` deadline and
 //! the keep-alive timer.
 
-use std::{pin::Pin, time::Duration};
+use std::{
+    hash::{Hash, Hasher},
+    pin::Pin,
+    sync::Arc,
+    time::Duration,
+};
 
-use async_graphql::{Data, Request, Response, Variables};
+use async_graphql::{
+    parser::{
+        parse_query,
+        types::{OperationType, Selection},
+    },
+    Data, Request, Response, Variables,
+};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::{stream, Stream, StreamExt};
 use serde::Deserialize;
@@ -20,7 +31,13 @@ use tokio_stream::StreamMap;
 
 use super::router::HttpState;
 use crate::{
-    graphql::{errors::is_request_error, types::Viewer, TraceId},
+    events::{subscription::execution_events, Event},
+    graphql::{
+        errors::is_request_error,
+        subscription::{Probe, RenderOne},
+        types::Viewer,
+        TraceId,
+    },
     telemetry::metrics::{self as m, GaugeGuard},
 };
 
@@ -85,7 +102,7 @@ struct ClientMessage {
 }
 
 /// The payload of `subscribe` / `start`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct OperationPayload {
     query: Option<String>,
@@ -94,8 +111,15 @@ struct OperationPayload {
     extensions: Option<Map<String, Value>>,
 }
 
-/// What an operation's stream yields: responses, then `None` at its end.
-type Operation = Pin<Box<dyn Stream<Item = Option<Response>> + Send>>;
+/// One result of an operation: a response to serialise, or an event already
+/// rendered to the text of a response (shared with other subscribers).
+enum Frame {
+    Response(Response),
+    Rendered(Arc<str>),
+}
+
+/// What an operation's stream yields: frames, then `None` at its end.
+type Operation = Pin<Box<dyn Stream<Item = Option<Frame>> + Send>>;
 
 /// Why the loop ends.
 struct Close(u16, String);
@@ -205,11 +229,12 @@ impl Connection {
     }
 
     async fn send(&mut self, message: Value) -> Result<(), Close> {
+        self.send_text(message.to_string()).await
+    }
+
+    async fn send_text(&mut self, text: String) -> Result<(), Close> {
         // A failed send means the peer is gone; end quietly.
-        self.socket
-            .send(Message::Text(Utf8Bytes::from(message.to_string())))
-            .await
-            .map_err(|_| Close(1000, String::new()))
+        self.socket.send(Message::Text(Utf8Bytes::from(text))).await.map_err(|_| Close(1000, String::new()))
     }
 
     async fn on_text(&mut self, text: &str) -> Result<Flow, Close> {
@@ -273,30 +298,67 @@ impl Connection {
         if self.operations.contains_key(&id) {
             return Err(Close(close::DUPLICATE_ID, format!("Subscriber for {id} already exists")));
         }
-        let mut request = Request::new(payload.query.unwrap_or_default());
-        request.operation_name = payload.operation_name;
-        request.variables = Variables::from_json(Value::Object(payload.variables.unwrap_or_default()));
-        request.extensions = async_graphql::Extensions(
-            payload
-                .extensions
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|(k, v)| async_graphql::Value::from_json(v).ok().map(|v| (k, v)))
-                .collect(),
-        );
         let mut data = Data::default();
         data.insert(viewer);
         data.insert(self.trace.clone());
-        let responses = self.http.schema.execute_stream_with_session_data(request, std::sync::Arc::new(data));
-        let operation: Operation = Box::pin(responses.map(Some).chain(stream::once(async { None })));
+        let session = Arc::new(data);
+        let operation: Operation = match shared_render_key(&payload) {
+            Some(key) => events_operation(self.http.clone(), payload, key, session).await,
+            None => {
+                let responses = self.http.schema.execute_stream_with_session_data(payload.request(), session);
+                Box::pin(responses.map(|r| Some(Frame::Response(r))).chain(stream::once(async { None })))
+            }
+        };
         self.operations.insert(id, operation);
         Ok(())
     }
+}
 
-    async fn on_operation_item(&mut self, id: String, item: Option<Response>) -> Result<(), Close> {
-        let Some(response) = item else {
+/// `executionEvents`, with each live event rendered once per document for
+/// all its subscribers. The engine first checks the document, variables and
+/// access (a probe that yields nothing); the events then come straight from
+/// the pipeline, and only the rendering goes through the engine, once per
+/// event and document.
+async fn events_operation(http: HttpState, payload: OperationPayload, key: u64, session: Arc<Data>) -> Operation {
+    let probe = Probe::default();
+    let responses: Vec<Response> = http
+        .schema
+        .execute_stream_with_session_data(payload.request().data(probe.clone()), session.clone())
+        .collect()
+        .await;
+    let checked = probe.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let (Some((execution_id, after_seq)), true) = (checked, responses.is_empty()) else {
+        // Invalid, not found, not allowed: the engine's own answer.
+        return Box::pin(stream::iter(responses).map(|r| Some(Frame::Response(r))).chain(stream::once(async { None })));
+    };
+    let renderer = Arc::new(Renderer { schema: http.schema.clone(), payload, key, session });
+    let state = &http.state;
+    let events = execution_events(state.db.clone(), state.broker.clone(), execution_id, after_seq);
+    Box::pin(
+        events
+            .then(move |event| {
+                let renderer = renderer.clone();
+                async move { Some(Frame::Rendered(renderer.render(event).await)) }
+            })
+            .chain(stream::once(async { None })),
+    )
+}
+
+impl Connection {
+    async fn on_operation_item(&mut self, id: String, item: Option<Frame>) -> Result<(), Close> {
+        let kind = match self.protocol {
+            Protocol::TransportWs => "next",
+            Protocol::Legacy => "data",
+        };
+        let response = match item {
             // The stream ended (StreamMap drops it by itself).
-            return self.send(json!({ "type": "complete", "id": id })).await;
+            None => return self.send(json!({ "type": "complete", "id": id })).await,
+            Some(Frame::Rendered(payload)) => {
+                let id = Value::String(id).to_string();
+                let text = format!("{{\"type\":\"{kind}\",\"id\":{id},\"payload\":{payload}}}");
+                return self.send_text(text).await;
+            }
+            Some(Frame::Response(response)) => response,
         };
         if is_request_error(&response) {
             // It never ran (did not parse or validate): `error`, and no
@@ -304,12 +366,85 @@ impl Connection {
             self.operations.remove(&id);
             return self.send(json!({ "type": "error", "id": id, "payload": response.errors })).await;
         }
-        let kind = match self.protocol {
-            Protocol::TransportWs => "next",
-            Protocol::Legacy => "data",
-        };
         let payload = serde_json::to_value(&response).unwrap_or(Value::Null);
         self.send(json!({ "type": kind, "id": id, "payload": payload })).await
+    }
+}
+
+impl OperationPayload {
+    fn request(&self) -> Request {
+        let mut request = Request::new(self.query.clone().unwrap_or_default());
+        request.operation_name = self.operation_name.clone();
+        request.variables = Variables::from_json(Value::Object(self.variables.clone().unwrap_or_default()));
+        request.extensions = async_graphql::Extensions(
+            self.extensions
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|(k, v)| async_graphql::Value::from_json(v).ok().map(|v| (k, v)))
+                .collect(),
+        );
+        request
+    }
+}
+
+/// For a subscription to `executionEvents` alone (the case worth sharing),
+/// the key its renders are shared under: the document, the operation, and
+/// the variables except the one bound to `afterSeq`, which decides where a
+/// subscriber starts but not how an event looks.
+fn shared_render_key(payload: &OperationPayload) -> Option<u64> {
+    let query = payload.query.as_deref()?;
+    let document = parse_query(query).ok()?;
+    let (_, operation) = match &payload.operation_name {
+        Some(name) => document.operations.iter().find(|(n, _)| n.map(|n| n.as_str()) == Some(name.as_str()))?,
+        None => document.operations.iter().next()?,
+    };
+    if operation.node.ty != OperationType::Subscription {
+        return None;
+    }
+    let [item] = operation.node.selection_set.node.items.as_slice() else { return None };
+    let Selection::Field(field) = &item.node else { return None };
+    if field.node.name.node != "executionEvents" || !field.node.directives.is_empty() {
+        return None;
+    }
+    let after_variable = field.node.get_argument("afterSeq").and_then(|v| match &v.node {
+        async_graphql_value::Value::Variable(name) => Some(name.to_string()),
+        _ => None,
+    });
+    let mut variables = payload.variables.clone().unwrap_or_default();
+    if let Some(name) = after_variable {
+        variables.remove(&name);
+    }
+    let mut hasher = std::hash::DefaultHasher::new();
+    (query, &payload.operation_name, Value::Object(variables).to_string()).hash(&mut hasher);
+    Some(hasher.finish())
+}
+
+/// Renders events for one subscription document.
+struct Renderer {
+    schema: crate::graphql::AppSchema,
+    payload: OperationPayload,
+    key: u64,
+    session: Arc<Data>,
+}
+
+impl Renderer {
+    /// The response text for `event`: from its cache, or rendered by the
+    /// engine (once) and cached there for the other subscribers.
+    async fn render(&self, event: Arc<Event>) -> Arc<str> {
+        if let Some(text) = event.renders().get(self.key) {
+            return text;
+        }
+        let request = self.payload.request().data(RenderOne(event.clone()));
+        let response = self
+            .schema
+            .execute_stream_with_session_data(request, self.session.clone())
+            .next()
+            .await
+            .unwrap_or_default();
+        let text: Arc<str> = serde_json::to_string(&response).unwrap_or_else(|_| "{}".into()).into();
+        event.renders().put(self.key, text.clone());
+        text
     }
 }
 

@@ -61,12 +61,18 @@ async fn a_lagging_subscriber_catches_up_from_the_store() {
                 type_name: m.type_name.clone(),
                 subtype: None,
                 payload: Arc::from(m.payload.as_str()),
+                renders: Default::default(),
             }));
         }
     }
     let finish = db::executions::Finish { status: db::executions::COMPLETED, ..Default::default() };
     db::executions::finish(&conn, execution_id, session.id, finish).await.unwrap();
-    publisher.publish(Event::Status(StatusEvent { execution_id, status: "COMPLETED".into(), error: None }));
+    publisher.publish(Event::Status(StatusEvent {
+        execution_id,
+        status: "COMPLETED".into(),
+        error: None,
+        renders: Default::default(),
+    }));
     drop(publisher);
 
     let events: Vec<Arc<Event>> =

@@ -178,3 +178,46 @@ async fn a_client_can_stop_a_subscription_and_no_subprotocol_is_4406() {
     let mut socket = connect(&app, None).await;
     assert_eq!(closed(&mut socket).await.0, 4406);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_with_different_documents_each_get_their_own_shape() {
+    let app = spawn_app().await;
+    let (workspace, _) = app.workspace().await;
+    let (execution, _) =
+        app.start(json!({ "workspaceId": workspace, "prompt": "fake: messages=20 delay_ms=20" })).await;
+    let documents = [
+        "subscription($id: ID!) { executionEvents(executionId: $id) { ... on MessageEvent { seq } } }",
+        "subscription($id: ID!, $a: Int!) { e: executionEvents(executionId: $id, afterSeq: $a) { __typename ... on MessageEvent { seq type } } }",
+    ];
+    let mut sockets = Vec::new();
+    for (i, document) in documents.iter().enumerate() {
+        for after in [0, 5] {
+            let mut socket = acked(&app).await;
+            send(&mut socket, json!({ "id": format!("op{i}"), "type": "subscribe", "payload": { "query": document, "variables": { "id": execution, "a": after } } })).await;
+            sockets.push((i, after, socket));
+        }
+    }
+    for (i, after, mut socket) in sockets {
+        let mut seqs = Vec::new();
+        loop {
+            let message = next(&mut socket).await;
+            if message["type"] == "complete" {
+                break;
+            }
+            assert_eq!(message["id"], format!("op{i}"));
+            let event =
+                if i == 0 { &message["payload"]["data"]["executionEvents"] } else { &message["payload"]["data"]["e"] };
+            if i == 1 {
+                assert!(event["__typename"].is_string(), "{message}");
+            } else {
+                assert!(event.get("__typename").is_none() && event.get("type").is_none(), "{message}");
+            }
+            if let Some(seq) = event["seq"].as_i64() {
+                seqs.push(seq);
+            }
+        }
+        // The first document has no afterSeq: it always starts at 1.
+        let start = if i == 1 { after + 1 } else { 1 };
+        assert_eq!(seqs, (start..=25).collect::<Vec<_>>(), "document {i}, after {after}");
+    }
+}
