@@ -23,7 +23,7 @@ use async_graphql::{
     Data, Request, Response, Variables,
 };
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::{stream, Stream, StreamExt};
+use futures_util::{stream, FutureExt, SinkExt, Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tokio::time::{interval_at, sleep, Instant};
@@ -78,6 +78,9 @@ pub struct WsSettings {
     /// previous ping by the next one is disconnected.
     pub keep_alive: Duration,
 }
+
+/// Most frames written before one flush.
+const WRITE_BATCH: usize = 64;
 
 /// Close codes of graphql-transport-ws.
 mod close {
@@ -207,6 +210,14 @@ impl Connection {
                 },
                 Some((id, item)) = self.operations.next(), if !self.operations.is_empty() => {
                     self.on_operation_item(id, item).await?;
+                    // Whatever else is ready goes out in the same write.
+                    for _ in 0..WRITE_BATCH {
+                        match self.operations.next().now_or_never() {
+                            Some(Some((id, item))) => self.on_operation_item(id, item).await?,
+                            _ => break,
+                        }
+                    }
+                    self.flush().await?;
                 }
                 _ = &mut init_deadline, if !self.init_received => {
                     return Err(Close(close::INIT_TIMEOUT, "Connection initialisation timeout".into()));
@@ -235,6 +246,15 @@ impl Connection {
     async fn send_text(&mut self, text: String) -> Result<(), Close> {
         // A failed send means the peer is gone; end quietly.
         self.socket.send(Message::Text(Utf8Bytes::from(text))).await.map_err(|_| Close(1000, String::new()))
+    }
+
+    /// Queues a frame without flushing (see the batch in `run`).
+    async fn feed_text(&mut self, text: String) -> Result<(), Close> {
+        self.socket.feed(Message::Text(Utf8Bytes::from(text))).await.map_err(|_| Close(1000, String::new()))
+    }
+
+    async fn flush(&mut self) -> Result<(), Close> {
+        self.socket.flush().await.map_err(|_| Close(1000, String::new()))
     }
 
     async fn on_text(&mut self, text: &str) -> Result<Flow, Close> {
@@ -352,11 +372,11 @@ impl Connection {
         };
         let response = match item {
             // The stream ended (StreamMap drops it by itself).
-            None => return self.send(json!({ "type": "complete", "id": id })).await,
+            None => return self.feed_text(json!({ "type": "complete", "id": id }).to_string()).await,
             Some(Frame::Rendered(payload)) => {
                 let id = Value::String(id).to_string();
                 let text = format!("{{\"type\":\"{kind}\",\"id\":{id},\"payload\":{payload}}}");
-                return self.send_text(text).await;
+                return self.feed_text(text).await;
             }
             Some(Frame::Response(response)) => response,
         };
@@ -364,10 +384,10 @@ impl Connection {
             // It never ran (did not parse or validate): `error`, and no
             // `complete` after it.
             self.operations.remove(&id);
-            return self.send(json!({ "type": "error", "id": id, "payload": response.errors })).await;
+            return self.feed_text(json!({ "type": "error", "id": id, "payload": response.errors }).to_string()).await;
         }
         let payload = serde_json::to_value(&response).unwrap_or(Value::Null);
-        self.send(json!({ "type": kind, "id": id, "payload": payload })).await
+        self.feed_text(json!({ "type": kind, "id": id, "payload": payload }).to_string()).await
     }
 }
 
