@@ -24,6 +24,8 @@ use crate::{
 pub enum StartupError {
     #[error("refusing to listen on {0} without --jwt-secret: single-user local mode is for loopback addresses only")]
     UnsafeBind(SocketAddr),
+    #[error("with --jwt-secret, --workspace-root is required: users may only register directories under it")]
+    NoWorkspaceRoots,
     #[error("database: {0}")]
     Database(#[from] db::DbError),
     #[error("could not listen on {addr}: {source}")]
@@ -46,6 +48,9 @@ impl App {
         if config.jwt_secret.is_none() && !config.bind.ip().is_loopback() {
             return Err(StartupError::UnsafeBind(config.bind));
         }
+        if config.jwt_secret.is_some() && config.workspace_roots.is_empty() {
+            return Err(StartupError::NoWorkspaceRoots);
+        }
         let db = db::connect(config.database_url.expose_secret()).await?;
         let broker = Broker::default();
         let shutdown = CancellationToken::new();
@@ -56,6 +61,9 @@ impl App {
                 claude_bin: config.claude_bin.clone(),
                 replica_id: config.replica_id.clone(),
                 max_concurrent: config.max_concurrent_executions as usize,
+                starts_per_minute: std::num::NonZeroU32::new(config.max_starts_per_minute)
+                    .unwrap_or(std::num::NonZeroU32::MIN),
+                max_active_per_user: config.max_active_executions_per_user,
                 runner: Runner {
                     max_line_bytes: config.max_line_bytes,
                     grace: config.cancel_grace,

@@ -20,6 +20,15 @@ pub struct Cli {
 pub enum Command {
     /// Print the GraphQL schema (SDL) and exit.
     Schema,
+    /// Print a bearer token signed with --jwt-secret, for local use.
+    Token {
+        /// The user the token is for (owner of what it creates).
+        #[arg(long)]
+        sub: String,
+        /// How long it is valid, e.g. `24h`.
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -53,6 +62,14 @@ pub struct Config {
     #[arg(long = "jwt-secret", env = "JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<SecretString>,
 
+    /// When set, tokens must carry this `iss`.
+    #[arg(long = "jwt-issuer", env = "JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// When set, tokens must carry this `aud`.
+    #[arg(long = "jwt-audience", env = "JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
     /// Runs beyond this many wait as PENDING and start in order.
     #[arg(
         long = "max-concurrent-executions",
@@ -66,7 +83,9 @@ pub struct Config {
     #[arg(long = "execution-timeout", env = "EXECUTION_TIMEOUT", default_value = "1h", value_parser = humantime::parse_duration)]
     pub execution_timeout: Duration,
 
-    /// Workspace paths must lie under one of these (comma-separated).
+    /// Workspace paths must lie under one of these (comma-separated); `{sub}`
+    /// in a root stands for the user, e.g. `/srv/workspaces/{sub}`.
+    /// Required when a JWT secret is set.
     #[arg(long = "workspace-root", env = "WORKSPACE_ROOTS", value_delimiter = ',')]
     pub workspace_roots: Vec<PathBuf>,
 
@@ -93,6 +112,38 @@ pub struct Config {
     /// `ka`); a client that misses a whole interval is disconnected.
     #[arg(long = "ws-keep-alive", env = "WS_KEEP_ALIVE", default_value = "15s", value_parser = humantime::parse_duration)]
     pub ws_keep_alive: Duration,
+
+    /// Largest accepted request body.
+    #[arg(long = "max-body-bytes", env = "MAX_BODY_BYTES", default_value_t = 2 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Deepest accepted query.
+    #[arg(long = "max-query-depth", env = "MAX_QUERY_DEPTH", default_value_t = 24)]
+    pub max_query_depth: usize,
+
+    /// Largest accepted query complexity (fields counted).
+    #[arg(long = "max-query-complexity", env = "MAX_QUERY_COMPLEXITY", default_value_t = 2000)]
+    pub max_query_complexity: usize,
+
+    /// Most aliases accepted in one document.
+    #[arg(long = "max-aliases", env = "MAX_ALIASES", default_value_t = 30)]
+    pub max_aliases: usize,
+
+    /// Most operations running at once on one WebSocket connection.
+    #[arg(long = "max-subscriptions-per-connection", env = "MAX_SUBSCRIPTIONS_PER_CONNECTION", default_value_t = 100)]
+    pub max_subscriptions_per_connection: usize,
+
+    /// Most WebSocket connections one user may hold open.
+    #[arg(long = "max-connections-per-user", env = "MAX_CONNECTIONS_PER_USER", default_value_t = 200)]
+    pub max_connections_per_user: usize,
+
+    /// startExecution calls one user may make per minute (a token bucket).
+    #[arg(long = "max-starts-per-minute", env = "MAX_STARTS_PER_MINUTE", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_starts_per_minute: u32,
+
+    /// PENDING plus RUNNING executions one user may have at once.
+    #[arg(long = "max-active-executions-per-user", env = "MAX_ACTIVE_EXECUTIONS_PER_USER", default_value_t = 16)]
+    pub max_active_executions_per_user: u64,
 
     /// Lets clients ask for `permissionMode: "bypassPermissions"`.
     #[arg(long = "allow-bypass-permissions", env = "ALLOW_BYPASS_PERMISSIONS")]

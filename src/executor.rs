@@ -8,12 +8,17 @@
 
 use std::{
     collections::HashMap,
+    num::NonZeroU32,
     path::PathBuf,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
 use entity::{execution, session};
+use governor::{
+    clock::{Clock, DefaultClock},
+    DefaultKeyedRateLimiter, Quota, RateLimiter,
+};
 use sea_orm::{DatabaseConnection, TransactionTrait};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -66,6 +71,9 @@ struct Inner {
     tracker: TaskTracker,
     shutdown: CancellationToken,
     runs: Mutex<HashMap<Uuid, RunHandle>>,
+    /// startExecution calls per user and minute.
+    starts: DefaultKeyedRateLimiter<String>,
+    max_active_per_user: u64,
 }
 
 /// How the executor is set up.
@@ -74,6 +82,8 @@ pub struct ExecutorConfig {
     pub replica_id: String,
     pub max_concurrent: usize,
     pub runner: Runner,
+    pub starts_per_minute: NonZeroU32,
+    pub max_active_per_user: u64,
 }
 
 impl Executor {
@@ -89,6 +99,8 @@ impl Executor {
                 tracker: TaskTracker::new(),
                 shutdown,
                 runs: Mutex::default(),
+                starts: RateLimiter::keyed(Quota::per_minute(config.starts_per_minute)),
+                max_active_per_user: config.max_active_per_user,
             }),
         }
     }
@@ -111,6 +123,22 @@ impl Executor {
     /// and returns at once.
     pub async fn start(&self, owner: &str, req: StartRequest) -> AppResult<(execution::Model, session::Model)> {
         let db = &self.inner.db;
+        if let Err(not_until) = self.inner.starts.check_key(&owner.to_owned()) {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            return Err(AppError::RateLimited {
+                message: "too many executions started; try again later".into(),
+                retry_after_ms: wait.as_millis().max(1) as u64,
+            });
+        }
+        if db::executions::count_active(db, owner).await? >= self.inner.max_active_per_user {
+            return Err(AppError::RateLimited {
+                message: format!(
+                    "at most {} executions may be pending or running at once",
+                    self.inner.max_active_per_user
+                ),
+                retry_after_ms: 1000,
+            });
+        }
         let workspace =
             db::workspaces::get(db, owner, req.workspace_id).await?.ok_or(AppError::NotFound("workspace"))?;
         let existing = match req.session_id {

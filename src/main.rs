@@ -8,9 +8,16 @@ use claude_graphql::{
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Some(Command::Schema) = cli.command {
-        print!("{}", graphql::sdl());
-        return Ok(());
+    match cli.command {
+        Some(Command::Schema) => {
+            print!("{}", graphql::sdl());
+            return Ok(());
+        }
+        Some(Command::Token { sub, ttl }) => {
+            println!("{}", claude_graphql::http::auth::mint(&cli.config, &sub, ttl).map_err(anyhow::Error::msg)?);
+            return Ok(());
+        }
+        None => {}
     }
     telemetry::init(cli.config.log_format);
     let app = App::build(cli.config).await?;

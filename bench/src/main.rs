@@ -98,7 +98,8 @@ fn main() -> Result<()> {
                 scenarios::fanout(&mut report, &[1, 100, 1000, 5000], 1000, 200).await?;
                 scenarios::runs(&mut report, &[10, 50], 1000).await?;
                 scenarios::idle(&mut report, &[1000, 5000, 20000]).await?;
-                scenarios::store(&mut report, 100_000, std::env::var("TEST_POSTGRES_URL").ok().as_deref()).await?;
+                let postgres = std::env::var("BENCH_POSTGRES_URL").ok().filter(|u| !u.is_empty());
+                scenarios::store(&mut report, 100_000, postgres.as_deref()).await?;
                 scenarios::start(&mut report, 30).await?;
                 scenarios::logs(&mut report, 1_000_000, 2000).await?;
             }

@@ -30,11 +30,15 @@ pub fn pin_self(core: usize) {
     }
 }
 
-/// Raises the open-file limit to its hard maximum (thousands of sockets).
+/// Raises the open-file limit for tens of thousands of sockets: past the
+/// hard limit where allowed (as root), else to the hard limit.
 pub fn raise_fd_limit() {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    const WANTED: u64 = 200_000;
+    if setrlimit(Resource::RLIMIT_NOFILE, WANTED, WANTED).is_err() {
+        if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
     }
 }
 

@@ -2,7 +2,9 @@
 
 use chrono::Utc;
 use entity::{execution, session, workspace};
-use sea_orm::{prelude::*, sea_query::Query, ActiveValue::Set, QueryOrder, QuerySelect, TransactionTrait};
+use sea_orm::{
+    prelude::*, sea_query::Query, ActiveValue::Set, PaginatorTrait, QueryOrder, QuerySelect, TransactionTrait,
+};
 use serde_json::Value as Json;
 use uuid::Uuid;
 
@@ -161,6 +163,20 @@ pub async fn finish(db: &DatabaseConnection, id: Uuid, session_id: Uuid, f: Fini
         .await?;
     txn.commit().await?;
     Ok(true)
+}
+
+/// How many PENDING or RUNNING executions `owner` has.
+pub async fn count_active(db: &DatabaseConnection, owner: &str) -> DbResult<u64> {
+    let owned = Query::select()
+        .column(workspace::Column::Id)
+        .from(workspace::Entity)
+        .and_where(workspace::Column::Owner.eq(owner))
+        .to_owned();
+    Ok(execution::Entity::find()
+        .filter(execution::Column::Status.is_in([PENDING, RUNNING]))
+        .filter(execution::Column::WorkspaceId.in_subquery(owned))
+        .count(db)
+        .await?)
 }
 
 /// Runs of `replica_id` left PENDING or RUNNING by a server that stopped

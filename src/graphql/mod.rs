@@ -1,6 +1,7 @@
 //! The GraphQL API: schema, resolvers, and the shape of its errors.
 
 pub mod errors;
+pub mod limits;
 pub mod mutation;
 pub mod query;
 pub mod subscription;
@@ -35,7 +36,12 @@ pub fn build_schema(state: Option<AppState>, persisted: LruCacheStorage) -> AppS
         .extension(errors::ErrorShape)
         .extension(ApolloPersistedQueries::new(persisted));
     if let Some(state) = state {
-        builder = builder.data(state);
+        let config = &state.config;
+        builder = builder
+            .limit_depth(config.max_query_depth)
+            .limit_complexity(config.max_query_complexity)
+            .extension(limits::AliasLimit { max: config.max_aliases })
+            .data(state);
     }
     builder.finish()
 }

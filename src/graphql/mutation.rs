@@ -75,7 +75,7 @@ impl MutationRoot {
         if name.is_empty() || name.len() > MAX_NAME {
             return Err(AppError::bad_input("name", format!("`name` must be 1 to {MAX_NAME} characters"))).gql();
         }
-        let path = workspace_path(&state.config, &input.path).gql()?;
+        let path = workspace_path(&state.config, &input.path, owner).gql()?;
         if db::workspaces::overlapping_foreign(&state.db, owner, &path).await.gql()? {
             return Err(AppError::bad_input("path", "this directory is not available")).gql();
         }
@@ -116,8 +116,9 @@ impl MutationRoot {
     }
 }
 
-/// The canonical form of a requested workspace path, if it is acceptable.
-fn workspace_path(config: &Config, raw: &str) -> AppResult<String> {
+/// The canonical form of a requested workspace path, if it is acceptable
+/// for `owner`.
+fn workspace_path(config: &Config, raw: &str, owner: &str) -> AppResult<String> {
     if raw.trim().is_empty() {
         return Err(AppError::bad_input("path", "`path` must not be empty"));
     }
@@ -134,13 +135,24 @@ fn workspace_path(config: &Config, raw: &str) -> AppResult<String> {
         let allowed = config
             .workspace_roots
             .iter()
-            .filter_map(|root| root.canonicalize().ok())
+            .filter_map(|root| user_root(root, owner)?.canonicalize().ok())
             .any(|root: PathBuf| canonical.starts_with(root));
         if !allowed {
             return Err(AppError::bad_input("path", "`path` is not under an allowed workspace root"));
         }
     }
     canonical.into_os_string().into_string().map_err(|_| AppError::bad_input("path", "`path` must be valid UTF-8"))
+}
+
+/// A root with `{sub}` replaced by the user; None when the user's name
+/// cannot be a single path component.
+fn user_root(root: &Path, owner: &str) -> Option<PathBuf> {
+    let text = root.to_str()?;
+    if !text.contains("{sub}") {
+        return Some(root.to_owned());
+    }
+    let safe = !owner.is_empty() && owner != "." && owner != ".." && !owner.contains(['/', '\\', '\0']);
+    safe.then(|| PathBuf::from(text.replace("{sub}", owner)))
 }
 
 /// Checks every field of a start request.

@@ -19,7 +19,7 @@ pub async fn graphql_ws(State(http): State<HttpState>, headers: HeaderMap, upgra
     let Some(protocol) = Protocol::negotiate(offered) else {
         return upgrade.on_upgrade(ws::refuse);
     };
-    let settings = http.ws;
+    let settings = http.ws.clone();
     upgrade
         .protocols([protocol.name()])
         .on_upgrade(move |socket| ws::serve(socket, protocol, http, trace, credentials, settings))

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use async_graphql::extensions::apollo_persisted_queries::LruCacheStorage;
 use axum::{
-    extract::{MatchedPath, Request},
+    extract::{DefaultBodyLimit, MatchedPath, Request},
     http::HeaderName,
     middleware::{self, Next},
     response::Response,
@@ -32,10 +32,17 @@ pub struct HttpState {
 }
 
 pub fn router(state: AppState, schema: AppSchema, persisted: LruCacheStorage) -> Router {
-    let ws = WsSettings { init_timeout: state.config.ws_init_timeout, keep_alive: state.config.ws_keep_alive };
+    let ws = WsSettings {
+        init_timeout: state.config.ws_init_timeout,
+        keep_alive: state.config.ws_keep_alive,
+        max_operations: state.config.max_subscriptions_per_connection,
+        max_connections_per_user: state.config.max_connections_per_user,
+        connections: Default::default(),
+    };
     let http = HttpState { schema, auth: Authenticator::new(&state.config), persisted, ws, state: state.clone() };
     let request_id = HeaderName::from_static("x-request-id");
     let metrics = m::install();
+    let body_limit = state.config.max_body_bytes;
     let graphql_routes = Router::new()
         .route("/", get(pages::graphiql))
         .route("/graphql", get(graphql_http::graphql_http).post(graphql_http::graphql_http))
@@ -48,6 +55,7 @@ pub fn router(state: AppState, schema: AppSchema, persisted: LruCacheStorage) ->
         .route("/assets/{*name}", get(pages::asset))
         .route("/metrics", get(move || pages::metrics(metrics.clone())))
         .merge(graphql_routes)
+        .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(record_duration))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {

@@ -20,7 +20,7 @@ use async_graphql::{
         parse_query,
         types::{OperationType, Selection},
     },
-    Data, Request, Response, Variables,
+    Data, Request, Response, ServerError, Variables,
 };
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::{stream, FutureExt, SinkExt, Stream, StreamExt};
@@ -68,8 +68,8 @@ impl Protocol {
     }
 }
 
-/// Timers of a connection.
-#[derive(Debug, Clone, Copy)]
+/// Timers and limits of connections.
+#[derive(Debug, Clone)]
 pub struct WsSettings {
     /// `connection_init` must arrive within this (else 4408).
     pub init_timeout: Duration,
@@ -77,6 +77,48 @@ pub struct WsSettings {
     /// (legacy); a graphql-transport-ws client that has not answered the
     /// previous ping by the next one is disconnected.
     pub keep_alive: Duration,
+    /// Operations one connection may run at once.
+    pub max_operations: usize,
+    /// Connections one user may hold.
+    pub max_connections_per_user: usize,
+    /// Open connections per user.
+    pub connections: ConnectionCounts,
+}
+
+/// Open connections per user, shared by all connections of a server.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionCounts(Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>);
+
+impl ConnectionCounts {
+    /// Counts one more connection of `sub`, unless it already has `max`.
+    fn acquire(&self, sub: &str, max: usize) -> Option<ConnectionSlot> {
+        let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let count = counts.entry(sub.to_owned()).or_default();
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(ConnectionSlot { counts: self.clone(), sub: sub.to_owned() })
+    }
+}
+
+/// One counted connection; dropping it uncounts it.
+#[derive(Debug)]
+struct ConnectionSlot {
+    counts: ConnectionCounts,
+    sub: String,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = counts.get_mut(&self.sub) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.sub);
+            }
+        }
+    }
 }
 
 /// Most frames written before one flush.
@@ -136,6 +178,8 @@ struct Connection {
     /// carries none.
     header_credentials: Option<String>,
     viewer: Option<Viewer>,
+    slot: Option<ConnectionSlot>,
+    settings: WsSettings,
     init_received: bool,
     operations: StreamMap<String, Operation>,
 }
@@ -166,6 +210,8 @@ pub async fn serve(
         trace,
         header_credentials,
         viewer: None,
+        slot: None,
+        settings: settings.clone(),
         init_received: false,
         operations: StreamMap::new(),
     };
@@ -300,6 +346,11 @@ impl Connection {
             .or_else(|| self.header_credentials.clone());
         match self.http.auth.viewer(credentials.as_deref()) {
             Some(viewer) => {
+                let Some(slot) = self.settings.connections.acquire(&viewer.sub, self.settings.max_connections_per_user)
+                else {
+                    return Err(Close(close::TOO_MANY_INITS, "Too many connections for this user".into()));
+                };
+                self.slot = Some(slot);
                 self.viewer = Some(viewer);
                 self.send(json!({ "type": "connection_ack" })).await
             }
@@ -317,6 +368,15 @@ impl Connection {
         };
         if self.operations.contains_key(&id) {
             return Err(Close(close::DUPLICATE_ID, format!("Subscriber for {id} already exists")));
+        }
+        if self.operations.len() >= self.settings.max_operations {
+            let mut errors = vec![ServerError::new(
+                format!("at most {} operations may run at once on one connection", self.settings.max_operations),
+                None,
+            )];
+            errors[0].extensions.get_or_insert_with(Default::default).set("code", "RATE_LIMITED");
+            crate::graphql::errors::shape(&mut errors, Some(self.trace.0.clone()));
+            return self.send(json!({ "type": "error", "id": id, "payload": errors })).await;
         }
         let mut data = Data::default();
         data.insert(viewer);
