@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use futures_util::{SinkExt, StreamExt};
 use tokio::{net::TcpListener, sync::broadcast};
 use tokio_tungstenite::tungstenite::{
-    handshake::server::{Request, Response},
+    handshake::server::{ErrorResponse, Request, Response},
     http::HeaderValue,
     protocol::Message,
     Utf8Bytes,
@@ -42,6 +42,13 @@ fn frame(seq: u64, size: usize) -> String {
     )
 }
 
+/// Answers the handshake with the subprotocol the clients ask for.
+#[allow(clippy::result_large_err)] // the signature tungstenite's callback has
+fn with_protocol(_: &Request, mut response: Response) -> Result<Response, ErrorResponse> {
+    response.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static("graphql-transport-ws"));
+    Ok(response)
+}
+
 /// The ceiling server's main: prints its port, accepts the subscribers,
 /// waits for a line on stdin, broadcasts, and exits when all are served.
 pub fn serve(args: CeilingArgs) -> Result<()> {
@@ -56,12 +63,6 @@ pub fn serve(args: CeilingArgs) -> Result<()> {
             let (stream, _) = listener.accept().await?;
             let mut rx = tx.subscribe();
             tasks.push(tokio::spawn(async move {
-                let with_protocol = |_: &Request, mut response: Response| {
-                    response
-                        .headers_mut()
-                        .insert("sec-websocket-protocol", HeaderValue::from_static("graphql-transport-ws"));
-                    Ok(response)
-                };
                 let mut socket = tokio_tungstenite::accept_hdr_async(stream, with_protocol).await?;
                 // The handshake and subscribe, as with the real server.
                 let _init = socket.next().await;
