@@ -48,6 +48,9 @@ impl Server {
         command
             .args(["--bind", "127.0.0.1:0", "--log-format", "json", "--max-concurrent-executions", "64"])
             .args(["--ws-keep-alive", "1h", "--workspace-root", &dir.display().to_string()])
+            // The load is one user's: lift the per-user limits.
+            .args(["--max-connections-per-user", "1000000", "--max-starts-per-minute", "1000000"])
+            .args(["--max-active-executions-per-user", "1000000"])
             .arg("--database-url")
             .arg(database_url.unwrap_or(&sqlite))
             .arg("--claude-bin")

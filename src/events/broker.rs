@@ -17,8 +17,10 @@ use uuid::Uuid;
 
 use super::Event;
 
-/// Events buffered per execution for subscribers that are a little behind.
-const CHANNEL_CAPACITY: usize = 4096;
+/// Events buffered per execution for subscribers that are a little behind;
+/// it also bounds the memory a live execution holds (older events are in
+/// the store).
+const CHANNEL_CAPACITY: usize = 1024;
 
 type Channels = Arc<Mutex<HashMap<Uuid, broadcast::Sender<Arc<Event>>>>>;
 

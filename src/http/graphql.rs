@@ -12,6 +12,10 @@ use super::{
     ws::{self, Protocol},
 };
 
+const READ_BUFFER: usize = 4 * 1024;
+/// Frames are written once this much is queued, or at each flush.
+const WRITE_BUFFER: usize = 32 * 1024;
+
 pub async fn graphql_ws(State(http): State<HttpState>, headers: HeaderMap, upgrade: WebSocketUpgrade) -> Response {
     let trace = trace_id(&headers);
     let credentials = ws::credentials_from_headers(&headers);
@@ -21,6 +25,10 @@ pub async fn graphql_ws(State(http): State<HttpState>, headers: HeaderMap, upgra
     };
     let settings = http.ws.clone();
     upgrade
+        // Small reads (frames larger than this still arrive whole): an idle
+        // subscription should cost kilobytes, not tungstenite's 128 KiB.
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
         .protocols([protocol.name()])
         .on_upgrade(move |socket| ws::serve(socket, protocol, http, trace, credentials, settings))
 }

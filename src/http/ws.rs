@@ -159,7 +159,7 @@ struct OperationPayload {
 /// One result of an operation: a response to serialise, or an event already
 /// rendered to the text of a response (shared with other subscribers).
 enum Frame {
-    Response(Response),
+    Response(Box<Response>),
     Rendered(Arc<str>),
 }
 
@@ -386,7 +386,7 @@ impl Connection {
             Some(key) => events_operation(self.http.clone(), payload, key, session).await,
             None => {
                 let responses = self.http.schema.execute_stream_with_session_data(payload.request(), session);
-                Box::pin(responses.map(|r| Some(Frame::Response(r))).chain(stream::once(async { None })))
+                Box::pin(responses.map(|r| Some(Frame::Response(Box::new(r)))).chain(stream::once(async { None })))
             }
         };
         self.operations.insert(id, operation);
@@ -409,7 +409,9 @@ async fn events_operation(http: HttpState, payload: OperationPayload, key: u64, 
     let checked = probe.0.lock().unwrap_or_else(|e| e.into_inner()).take();
     let (Some((execution_id, after_seq)), true) = (checked, responses.is_empty()) else {
         // Invalid, not found, not allowed: the engine's own answer.
-        return Box::pin(stream::iter(responses).map(|r| Some(Frame::Response(r))).chain(stream::once(async { None })));
+        return Box::pin(
+            stream::iter(responses).map(|r| Some(Frame::Response(Box::new(r)))).chain(stream::once(async { None })),
+        );
     };
     let renderer = Arc::new(Renderer { schema: http.schema.clone(), payload, key, session });
     let state = &http.state;
@@ -438,7 +440,7 @@ impl Connection {
                 let text = format!("{{\"type\":\"{kind}\",\"id\":{id},\"payload\":{payload}}}");
                 return self.feed_text(text).await;
             }
-            Some(Frame::Response(response)) => response,
+            Some(Frame::Response(response)) => *response,
         };
         if is_request_error(&response) {
             // It never ran (did not parse or validate): `error`, and no
