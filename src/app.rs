@@ -110,6 +110,14 @@ impl App {
             stop.await;
             token.cancel();
         });
+        // Signals from other replicas (PostgreSQL only); ends at shutdown.
+        let executor = state.executor.clone();
+        let replicas = tokio::spawn(crate::events::replicas::listen(
+            state.db.clone(),
+            state.broker.wakeups().clone(),
+            move |id| executor.stop_local(id),
+            shutdown.clone(),
+        ));
         let serve_token = shutdown.clone();
         let served =
             axum::serve(listener, router).with_graceful_shutdown(async move { serve_token.cancelled().await }).await;
@@ -117,6 +125,7 @@ impl App {
         shutdown.cancel();
         let patience = state.config.cancel_grace * 2 + Duration::from_secs(5);
         state.executor.wait_stopped(patience).await;
+        let _ = replicas.await;
         info!("stopped");
         served
     }

@@ -339,7 +339,21 @@ impl Executor {
                 let _ = tokio::time::timeout(patience, handle.done.cancelled()).await;
             }
             None => {
-                // No task of this server runs it (its server is gone).
+                // Another replica runs it: ask it to stop, and give it the
+                // time a local stop would take.
+                let patience = self.inner.runner.grace * 2 + Duration::from_secs(2);
+                if execution.replica_id.as_deref() != Some(self.inner.replica_id.as_str()) {
+                    db::signals::notify(db, db::signals::CANCEL_CHANNEL, id).await.map_err(db::DbError::from)?;
+                    let deadline = tokio::time::Instant::now() + patience;
+                    while tokio::time::Instant::now() < deadline {
+                        let now = db::executions::find(db, id).await?;
+                        if now.as_ref().is_some_and(|e| crate::events::is_terminal(&e.status)) {
+                            return Ok(now.unwrap_or(execution));
+                        }
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+                // Nobody runs it any more (its server is gone): record it.
                 let finish = outcome_finish(&Outcome::Cancelled, None, None, 0);
                 db::executions::finish(db, id, execution.session_id, finish).await?;
             }
@@ -356,6 +370,14 @@ impl Executor {
             self.cancel(owner, active).await?;
         }
         Ok(db::sessions::find(db, id).await?.unwrap_or(session))
+    }
+
+    /// Stops a run of this server, if it has it (a cancel that came to
+    /// another replica).
+    pub fn stop_local(&self, id: Uuid) {
+        if let Some(handle) = self.lock_runs().get(&id) {
+            handle.stop.stop(StopReason::Cancel);
+        }
     }
 
     /// How many executions are running or queued on this server.

@@ -161,6 +161,7 @@ pub async fn finish(db: &DatabaseConnection, id: Uuid, session_id: Uuid, f: Fini
         .filter(session::Column::ActiveExecutionId.eq(id))
         .exec(&txn)
         .await?;
+    super::signals::notify(&txn, super::signals::EVENTS_CHANNEL, id).await?;
     txn.commit().await?;
     Ok(true)
 }

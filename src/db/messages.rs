@@ -59,6 +59,7 @@ pub async fn store_batch(
         .filter(session::Column::Id.eq(session_id))
         .exec(&txn)
         .await?;
+    super::signals::notify(&txn, super::signals::EVENTS_CHANNEL, execution_id).await?;
     txn.commit().await?;
     Ok(())
 }

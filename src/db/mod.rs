@@ -5,6 +5,7 @@
 pub mod executions;
 pub mod messages;
 pub mod sessions;
+pub mod signals;
 pub mod workspaces;
 
 use std::time::Duration;

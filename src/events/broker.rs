@@ -28,6 +28,8 @@ type Channels = Arc<Mutex<HashMap<Uuid, broadcast::Sender<Arc<Event>>>>>;
 #[derive(Clone, Default)]
 pub struct Broker {
     channels: Channels,
+    /// Signals from other replicas about executions they run.
+    wakeups: super::replicas::Wakeups,
 }
 
 impl Broker {
@@ -42,6 +44,10 @@ impl Broker {
     /// Joins an execution's live events, if it is live on this server.
     pub fn subscribe(&self, execution_id: Uuid) -> Option<broadcast::Receiver<Arc<Event>>> {
         self.lock().get(&execution_id).map(broadcast::Sender::subscribe)
+    }
+
+    pub fn wakeups(&self) -> &super::replicas::Wakeups {
+        &self.wakeups
     }
 
     /// How many executions have a live channel.

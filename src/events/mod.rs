@@ -4,6 +4,7 @@
 
 pub mod broker;
 pub mod recorder;
+pub mod replicas;
 pub mod subscription;
 
 use std::sync::Arc;

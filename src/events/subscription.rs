@@ -14,7 +14,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tracing::warn;
 use uuid::Uuid;
 
-use super::{is_terminal, Broker, Event, MessageEvent, RunError, StatusEvent};
+use super::{is_terminal, replicas::Wakeups, Broker, Event, MessageEvent, RunError, StatusEvent};
 use crate::{
     db,
     telemetry::metrics::{self as m, GaugeGuard},
@@ -22,8 +22,9 @@ use crate::{
 
 /// Rows read from the store per replay query.
 const REPLAY_PAGE: u64 = 1000;
-/// How often an execution that is not live here is looked at in the store.
-const POLL_EVERY: Duration = Duration::from_millis(250);
+/// How often an execution that is not live here is looked at in the store
+/// when no signal comes (signals need PostgreSQL).
+const POLL_EVERY: Duration = Duration::from_millis(500);
 
 /// The event stream of one execution, starting after `after_seq`. Ends
 /// after the terminal StatusEvent. The caller has checked access.
@@ -37,6 +38,7 @@ pub fn execution_events(
         let _live = GaugeGuard::new(m::SUBSCRIPTIONS_LIVE);
         // Join before reading the store, so nothing falls in between.
         let mut live = broker.subscribe(execution_id);
+        let mut wakeups = broker.wakeups().listen();
         let mut last = after_seq;
         // Set once the run is known to be over: catch up, send it, end.
         let mut finished: Option<StatusEvent> = None;
@@ -64,8 +66,9 @@ pub fn execution_events(
                 continue;
             }
             let Some(rx) = live.as_mut() else {
-                // Not live on this server: watch the store.
-                tokio::time::sleep(POLL_EVERY).await;
+                // Not live on this server: read the store again when the
+                // replica running it signals, or after a while.
+                Wakeups::wait(&mut wakeups, execution_id, POLL_EVERY).await;
                 live = broker.subscribe(execution_id);
                 continue;
             };

@@ -122,6 +122,13 @@ impl TestApp {
         TestApp::launch(dir, self.database_url.clone(), self.config.clone()).await
     }
 
+    /// Another server (replica) on the same database and directory.
+    pub async fn replica(&self, replica_id: &str) -> TestApp {
+        let mut config = self.config.clone();
+        config.replica_id = replica_id.to_owned();
+        TestApp::launch(tempfile::tempdir().unwrap(), self.database_url.clone(), config).await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }

@@ -11,6 +11,7 @@ mod http;
 mod inputs;
 mod lifecycle;
 mod pipeline;
+mod replicas;
 mod runs;
 mod transport;
 mod ws;
