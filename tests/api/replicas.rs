@@ -26,7 +26,7 @@ async fn any_replica_streams_and_cancels_a_run_of_another() {
         let mut pid = None;
         for entry in std::fs::read_dir(&dir).unwrap() {
             let log = a.fake_log(&entry.unwrap().path());
-            if let Some(start) = log.iter().filter(|e| e["event"] == "start").last() {
+            if let Some(start) = log.iter().rfind(|e| e["event"] == "start") {
                 pid = start["pid"].as_u64();
             }
         }
