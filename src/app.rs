@@ -59,7 +59,7 @@ impl App {
             broker.clone(),
             ExecutorConfig {
                 claude_bin: config.claude_bin.clone(),
-                replica_id: config.replica_id.clone(),
+                replica_id: config.replica_id.clone().unwrap_or_else(host_name),
                 max_concurrent: config.max_concurrent_executions as usize,
                 starts_per_minute: std::num::NonZeroU32::new(config.max_starts_per_minute)
                     .unwrap_or(std::num::NonZeroU32::MIN),
@@ -129,6 +129,15 @@ impl App {
         info!("stopped");
         served
     }
+}
+
+/// This machine's name, the default replica id.
+fn host_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "local".into())
 }
 
 /// Resolves on SIGINT or SIGTERM.

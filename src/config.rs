@@ -100,8 +100,14 @@ pub struct Config {
 
     /// Identifies this server process's runs in a shared database; on
     /// startup its unfinished runs are marked FAILED / INTERRUPTED.
-    #[arg(long = "replica-id", env = "REPLICA_ID", default_value = "local")]
-    pub replica_id: String,
+    /// Default: this machine's host name. Replicas on one host need their own.
+    #[arg(long = "replica-id", env = "REPLICA_ID")]
+    pub replica_id: Option<String>,
+
+    /// When set, the only tools a client may pre-approve with
+    /// `allowedTools` (comma-separated base names, e.g. `Read,Grep,Edit`).
+    #[arg(long = "grantable-tools", env = "GRANTABLE_TOOLS", value_delimiter = ',')]
+    pub grantable_tools: Vec<String>,
 
     /// A WebSocket client must send `connection_init` within this (else the
     /// connection closes with 4408).

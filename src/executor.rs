@@ -29,7 +29,10 @@ use crate::{
     claude::{runner::StopHandle, ClaudeCommand, ClaudeError, Outcome, RunEnd, RunOptions, Runner, StopReason},
     db::{self, executions::Finish},
     error::{AppError, AppResult},
-    events::{recorder::Recorder, Broker, Event, ProgressEvent, Publisher, RunError, StatusEvent},
+    events::{
+        recorder::Recorder, subscription::terminal_status, Broker, Event, ProgressEvent, Publisher, RunError,
+        StatusEvent,
+    },
     telemetry::metrics::{self as m, GaugeGuard},
 };
 
@@ -170,7 +173,9 @@ impl Executor {
                         _ => AppError::SessionBusy(session.id.to_string()),
                     });
                 }
-                session
+                // Read after the claim: the previous run may have recorded
+                // Claude's session id (to resume) in the meantime.
+                db::sessions::find(&txn, session.id).await?.unwrap_or(session)
             }
             None => db::sessions::create(&txn, workspace.id, execution_id).await?,
         };
@@ -189,8 +194,8 @@ impl Executor {
         )
         .await?;
         txn.commit().await.map_err(db::DbError::from)?;
-        let session = db::sessions::find(db, session.id).await?.unwrap_or(session);
-
+        // No await between the commit and the spawn: if the client goes away
+        // and this future is dropped, the run still has its task.
         let command = ClaudeCommand {
             bin: self.inner.claude_bin.clone(),
             cwd: PathBuf::from(&workspace.path),
@@ -198,6 +203,7 @@ impl Executor {
             options: req.options,
         };
         self.spawn_run(execution.clone(), command, req.prompt, publisher);
+        let session = db::sessions::find(db, session.id).await?.unwrap_or(session);
         Ok((execution, session))
     }
 
@@ -260,8 +266,15 @@ impl Executor {
         info!(bin = %command.bin.display(), resume = ?command.resume, "starting claude");
         let started = std::time::Instant::now();
 
-        let session_base =
-            db::sessions::find(&inner.db, execution.session_id).await.ok().flatten().map_or(0, |s| s.message_count);
+        // Where this run's messages start in the session's sequence.
+        let session_base = match db::sessions::find(&inner.db, execution.session_id).await {
+            Ok(Some(session)) => session.message_count,
+            other => {
+                warn!(?other, "could not read the session");
+                let finish = failure(&ClaudeError::Error("the store is unavailable".into()), None);
+                return self.finish(execution, publisher, finish).await;
+            }
+        };
         let (tx, rx) = mpsc::channel(LINE_BUFFER);
         let recorder = Recorder {
             db: inner.db.clone(),
@@ -314,11 +327,32 @@ impl Executor {
                 .map(|code| RunError { code, message: finish.error_message.clone().unwrap_or_default() }),
             renders: Default::default(),
         };
-        match db::executions::finish(&self.inner.db, execution.id, execution.session_id, finish).await {
-            Ok(_) => publisher.publish(Event::Status(status)),
-            // Subscribers see the channel close and go back to the store.
-            Err(e) => warn!(error = %e, "could not store the execution's final state"),
+        // The final state must be stored, or the run (and its session)
+        // stays RUNNING: retry, with backoff, for about half a minute.
+        let mut delay = Duration::from_millis(100);
+        for attempt in 1..=10 {
+            match db::executions::finish(&self.inner.db, execution.id, execution.session_id, finish.clone()).await {
+                Ok(true) => {
+                    publisher.publish(Event::Status(status));
+                    return final_status;
+                }
+                Ok(false) => {
+                    // Someone else finished it (a cancel of a run whose
+                    // server seemed gone): say what the store says.
+                    if let Some(stored) = terminal_status(&self.inner.db, execution.id).await {
+                        publisher.publish(Event::Status(stored));
+                    }
+                    return "UNCHANGED";
+                }
+                Err(e) => {
+                    warn!(error = %e, attempt, "could not store the execution's final state");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
         }
+        // Subscribers see the channel close and keep watching the store;
+        // the next start of this replica marks the run interrupted.
         final_status
     }
 
@@ -366,7 +400,10 @@ impl Executor {
         let db = &self.inner.db;
         let session = db::sessions::get(db, owner, id).await?.ok_or(AppError::NotFound("session"))?;
         db::sessions::close(db, id).await?;
-        if let Some(active) = session.active_execution_id {
+        // Read after closing: a start that claimed the session just before
+        // is cancelled too, and none can claim it any more.
+        let closed = db::sessions::find(db, id).await?.unwrap_or(session.clone());
+        if let Some(active) = closed.active_execution_id {
             self.cancel(owner, active).await?;
         }
         Ok(db::sessions::find(db, id).await?.unwrap_or(session))

@@ -27,6 +27,8 @@ pub struct RunOptions {
     pub model: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub permission_mode: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_budget_usd: Option<f64>,
     #[serde(default)]
     pub include_partial_messages: bool,
 }
@@ -72,6 +74,9 @@ impl ClaudeCommand {
         }
         if let Some(m) = &o.permission_mode {
             flag("--permission-mode", m.clone());
+        }
+        if let Some(usd) = o.max_budget_usd {
+            flag("--max-budget-usd", usd.to_string());
         }
         if o.include_partial_messages {
             args.push("--include-partial-messages".into());

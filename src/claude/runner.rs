@@ -138,7 +138,7 @@ impl Runner {
                 }
             }
         };
-        let mut process = Process::new(&mut child, sink.clone(), self.max_line_bytes);
+        let mut process = Process::new(&mut child, sink.clone(), self.max_line_bytes, self.grace);
         process.send_line(&user_message(prompt, Uuid::new_v4())).await;
         process.drive(&mut child, stop, self).await
     }
@@ -154,10 +154,12 @@ struct Process {
     max_line_bytes: usize,
     buf: Vec<u8>,
     last_result: Option<ResultLine>,
+    /// How long one write to stdin may take.
+    write_timeout: std::time::Duration,
 }
 
 impl Process {
-    fn new(child: &mut Child, sink: mpsc::Sender<Line>, max_line_bytes: usize) -> Self {
+    fn new(child: &mut Child, sink: mpsc::Sender<Line>, max_line_bytes: usize, write_timeout: Duration) -> Self {
         let stderr_task = child.stderr.take().map(|stderr| tokio::spawn(forward_stderr(stderr, sink.clone())));
         Self {
             pgid: child.id().map(|id| Pid::from_raw(id as i32)),
@@ -168,6 +170,7 @@ impl Process {
             max_line_bytes,
             buf: Vec::new(),
             last_result: None,
+            write_timeout,
         }
     }
 
@@ -195,7 +198,11 @@ impl Process {
                             warn!(error = %e, "stopping claude: unusable stdout");
                             self.stdout = None;
                             if failure.is_none() {
-                                failure = Some(ClaudeError::LineTooLong { limit: self.max_line_bytes });
+                                failure = Some(if e.kind() == io::ErrorKind::InvalidData {
+                                    ClaudeError::LineTooLong { limit: self.max_line_bytes }
+                                } else {
+                                    ClaudeError::Error(format!("reading claude's output failed: {e}"))
+                                });
                             }
                             // Nothing it says can be read any more: no point in
                             // a polite interrupt.
@@ -238,9 +245,15 @@ impl Process {
         // Nothing of the group may outlive the run (a tool's background job).
         self.signal(Signal::SIGKILL);
         let stderr_tail = match self.stderr_task.take() {
-            Some(task) => {
-                tokio::time::timeout(DRAIN_AFTER_EXIT, task).await.ok().and_then(Result::ok).unwrap_or_default()
-            }
+            Some(mut task) => match tokio::time::timeout(DRAIN_AFTER_EXIT, &mut task).await {
+                Ok(tail) => tail.unwrap_or_default(),
+                Err(_) => {
+                    // Something that left the process group still holds
+                    // stderr: stop reading it, or the sink never closes.
+                    task.abort();
+                    String::new()
+                }
+            },
             None => String::new(),
         };
         let exit_code = exit.flatten();
@@ -266,9 +279,18 @@ impl Process {
             let mut bytes = Vec::with_capacity(line.len() + 1);
             bytes.extend_from_slice(line.as_bytes());
             bytes.push(b'\n');
-            if let Err(e) = stdin.write_all(&bytes).await {
-                debug!(error = %e, "claude's stdin is closed");
-                self.stdin = None;
+            // A child that does not read its stdin must not block the
+            // runner (its stop and timeout included).
+            match tokio::time::timeout(self.write_timeout, stdin.write_all(&bytes)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    debug!(error = %e, "claude's stdin is closed");
+                    self.stdin = None;
+                }
+                Err(_) => {
+                    warn!("claude does not read its stdin; closing it");
+                    self.stdin = None;
+                }
             }
         }
     }

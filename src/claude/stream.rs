@@ -122,8 +122,7 @@ impl Line {
 }
 
 /// The fields of a `result` line the outcome depends on.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, Default)]
 pub struct ResultLine {
     pub subtype: Option<String>,
     pub is_error: bool,
@@ -136,16 +135,33 @@ pub struct ResultLine {
     pub api_error_status: Option<Value>,
     pub session_id: Option<String>,
     /// The whole line.
-    #[serde(skip)]
     pub raw: Option<Value>,
 }
 
 impl ResultLine {
+    /// Field by field, so one field of an unexpected type does not turn an
+    /// error result into a default (successful-looking) one.
     pub fn parse(payload: &str) -> ResultLine {
         let Ok(raw) = serde_json::from_str::<Value>(payload) else { return ResultLine::default() };
-        let mut result = ResultLine::deserialize(&raw).unwrap_or_default();
-        result.raw = Some(raw);
-        result
+        let text = |key: &str| raw.get(key).and_then(Value::as_str).map(str::to_owned);
+        let value = |key: &str| raw.get(key).filter(|v| !v.is_null()).cloned();
+        ResultLine {
+            subtype: text("subtype"),
+            is_error: raw.get("is_error").and_then(Value::as_bool).unwrap_or(false),
+            num_turns: raw.get("num_turns").and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64))),
+            total_cost_usd: raw.get("total_cost_usd").and_then(Value::as_f64),
+            usage: value("usage"),
+            result: value("result"),
+            errors: match raw.get("errors") {
+                Some(Value::Array(items)) => Some(items.clone()),
+                Some(other) if !other.is_null() => Some(vec![other.clone()]),
+                _ => None,
+            },
+            terminal_reason: text("terminal_reason"),
+            api_error_status: value("api_error_status"),
+            session_id: text("session_id"),
+            raw: Some(raw),
+        }
     }
 
     /// The final answer text, for a successful result.
@@ -249,6 +265,16 @@ mod tests {
         assert!(results[0].is_error && results[0].is_rate_limited());
         assert!(results[0].message().contains("429"));
         assert!(!results[1].is_error && !results[1].is_rate_limited());
+    }
+
+    #[test]
+    fn an_odd_field_does_not_hide_an_error() {
+        let result = ResultLine::parse(
+            r#"{"type":"result","subtype":"error_x","is_error":true,"errors":{"a":1},"num_turns":2.0}"#,
+        );
+        assert!(result.is_error);
+        assert_eq!(result.num_turns, Some(2));
+        assert_eq!(result.errors.as_ref().map(Vec::len), Some(1));
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub fn execution_events(
         let mut wakeups = broker.wakeups().listen();
         let mut last = after_seq;
         // Set once the run is known to be over: catch up, send it, end.
-        let mut finished: Option<StatusEvent> = None;
+        let mut finished: Option<Arc<Event>> = None;
         loop {
             // Catch up from the store.
             loop {
@@ -56,13 +56,13 @@ pub fn execution_events(
                 }
             }
             if let Some(status) = finished.take() {
-                yield Arc::new(Event::Status(status));
+                yield status;
                 return;
             }
             // Messages are stored before the status turns terminal, so one
             // more catch-up after seeing it finds everything.
             if let Some(status) = terminal_status(&db, execution_id).await {
-                finished = Some(status);
+                finished = Some(Arc::new(Event::Status(status)));
                 continue;
             }
             let Some(rx) = live.as_mut() else {
@@ -87,10 +87,17 @@ pub fn execution_events(
                             Some(_) => break,
                             None => yield event,
                         },
+                        // The same Arc as every other subscriber's, so its
+                        // rendered text is shared too.
                         Event::Status(s) if s.is_terminal() => {
-                            finished = Some(s.clone());
+                            finished = Some(event.clone());
                             break;
                         }
+                        // Older than what the store already gave this
+                        // subscriber: a RUNNING that preceded the first
+                        // message, or counters that would go backwards.
+                        Event::Status(_) if last > 0 => {}
+                        Event::Progress(p) if p.message_count < last => {}
                         _ => yield event,
                     },
                     Err(RecvError::Lagged(_)) => break,
@@ -104,19 +111,28 @@ pub fn execution_events(
     }
 }
 
-/// One page of what is stored after `last`, with each event's seq.
+/// One page of what is stored after `last`, with each event's seq. A
+/// failed read is retried (with backoff) rather than taken for "nothing
+/// more": a subscriber must never be told a run ended before it has every
+/// message.
 async fn stored_after(db: &DatabaseConnection, execution_id: Uuid, last: i64) -> Vec<(i64, Arc<Event>)> {
-    match db::messages::after(db, execution_id, last, REPLAY_PAGE).await {
-        Ok(page) => page.iter().map(|m| (m.seq, Arc::new(Event::Message(MessageEvent::from_stored(m))))).collect(),
-        Err(e) => {
-            warn!(error = %e, %execution_id, "replay from the store failed");
-            Vec::new()
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match db::messages::after(db, execution_id, last, REPLAY_PAGE).await {
+            Ok(page) => {
+                return page.iter().map(|m| (m.seq, Arc::new(Event::Message(MessageEvent::from_stored(m))))).collect()
+            }
+            Err(e) => {
+                warn!(error = %e, %execution_id, "replay from the store failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
         }
     }
 }
 
 /// The final status, if the execution has finished.
-async fn terminal_status(db: &DatabaseConnection, execution_id: Uuid) -> Option<StatusEvent> {
+pub async fn terminal_status(db: &DatabaseConnection, execution_id: Uuid) -> Option<StatusEvent> {
     let execution = db::executions::find(db, execution_id).await.ok().flatten()?;
     is_terminal(&execution.status).then(|| StatusEvent {
         execution_id,

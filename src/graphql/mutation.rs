@@ -46,6 +46,8 @@ pub struct StartExecutionInput {
     pub model: Option<String>,
     /// default, acceptEdits, plan, dontAsk or auto.
     pub permission_mode: Option<String>,
+    /// Stop the run once it has cost this much (US dollars; BUDGET_EXCEEDED).
+    pub max_budget_usd: Option<f64>,
     /// Also stream partial-token events (live only, no `seq`).
     pub include_partial_messages: Option<bool>,
     /// Anything of yours, kept with the execution.
@@ -126,22 +128,41 @@ fn workspace_path(config: &Config, raw: &str, owner: &str) -> AppResult<String> 
     if !path.is_absolute() {
         return Err(AppError::bad_input("path", "`path` must be absolute"));
     }
+    let roots: Vec<PathBuf> = config.workspace_roots.iter().filter_map(|root| user_root(root, owner)).collect();
+    let outside = || AppError::bad_input("path", "`path` is not under an allowed workspace root");
+    // First without touching the file system, so that nothing is learnt
+    // about paths outside the roots (whether they exist, what they are).
+    if !config.workspace_roots.is_empty() && !roots.iter().any(|root| lexically_normal(path).starts_with(root)) {
+        return Err(outside());
+    }
     // Canonical: no `..`, no symlinks, so the root check below is real.
     let canonical = path.canonicalize().map_err(|_| AppError::bad_input("path", format!("`{raw}` does not exist")))?;
     if !canonical.is_dir() {
         return Err(AppError::bad_input("path", format!("`{raw}` is not a directory")));
     }
-    if !config.workspace_roots.is_empty() {
-        let allowed = config
-            .workspace_roots
-            .iter()
-            .filter_map(|root| user_root(root, owner)?.canonicalize().ok())
-            .any(|root: PathBuf| canonical.starts_with(root));
-        if !allowed {
-            return Err(AppError::bad_input("path", "`path` is not under an allowed workspace root"));
-        }
+    // Then for real: a symlink may lead out of the root.
+    if !config.workspace_roots.is_empty()
+        && !roots.iter().filter_map(|root| root.canonicalize().ok()).any(|root| canonical.starts_with(root))
+    {
+        return Err(outside());
     }
     canonical.into_os_string().into_string().map_err(|_| AppError::bad_input("path", "`path` must be valid UTF-8"))
+}
+
+/// `path` with `.` and `..` resolved by name alone (no symlinks followed).
+fn lexically_normal(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut normal = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::ParentDir => {
+                normal.pop();
+            }
+            Component::CurDir => {}
+            other => normal.push(other),
+        }
+    }
+    normal
 }
 
 /// A root with `{sub}` replaced by the user; None when the user's name
@@ -178,6 +199,16 @@ fn start_request(config: &Config, input: StartExecutionInput) -> AppResult<Start
         if let Some(bad) = tools.iter().find(|t| !is_tool_name(t)) {
             return Err(AppError::bad_input("allowedTools", format!("`{bad}` is not a tool name")));
         }
+        let grantable = |tool: &String| {
+            let name = tool.split('(').next().unwrap_or_default();
+            config.grantable_tools.is_empty() || config.grantable_tools.iter().any(|g| g == name)
+        };
+        if let Some(bad) = tools.iter().find(|t| !grantable(t)) {
+            return Err(AppError::bad_input("allowedTools", format!("`{bad}` may not be pre-approved on this server")));
+        }
+    }
+    if input.max_budget_usd.is_some_and(|usd| !(usd > 0.0 && usd.is_finite())) {
+        return Err(AppError::bad_input("maxBudgetUsd", "`maxBudgetUsd` must be a positive amount"));
     }
     if let Some(model) = &input.model {
         let ok = !model.is_empty()
@@ -210,6 +241,7 @@ fn start_request(config: &Config, input: StartExecutionInput) -> AppResult<Start
             allowed_tools: input.allowed_tools,
             model: input.model,
             permission_mode: input.permission_mode,
+            max_budget_usd: input.max_budget_usd,
             include_partial_messages: input.include_partial_messages.unwrap_or(false),
         },
         metadata: input.metadata.map(|m| m.0),

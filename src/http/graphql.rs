@@ -28,6 +28,7 @@ pub async fn graphql_ws(State(http): State<HttpState>, headers: HeaderMap, upgra
         // Small reads (frames larger than this still arrive whole): an idle
         // subscription should cost kilobytes, not tungstenite's 128 KiB.
         .read_buffer_size(READ_BUFFER)
+        .max_message_size(http.state.config.max_body_bytes)
         .write_buffer_size(WRITE_BUFFER)
         .protocols([protocol.name()])
         .on_upgrade(move |socket| ws::serve(socket, protocol, http, trace, credentials, settings))

@@ -7,7 +7,7 @@ use axum::{
     extract::{DefaultBodyLimit, MatchedPath, Request},
     http::HeaderName,
     middleware::{self, Next},
-    response::Response,
+    response::{IntoResponse, Response},
     routing::get,
     Router,
 };
@@ -43,6 +43,7 @@ pub fn router(state: AppState, schema: AppSchema, persisted: LruCacheStorage) ->
     let request_id = HeaderName::from_static("x-request-id");
     let metrics = m::install();
     let body_limit = state.config.max_body_bytes;
+    let local_mode = state.config.jwt_secret.is_none();
     let graphql_routes = Router::new()
         .route("/", get(pages::graphiql))
         .route("/graphql", get(graphql_http::graphql_http).post(graphql_http::graphql_http))
@@ -56,6 +57,7 @@ pub fn router(state: AppState, schema: AppSchema, persisted: LruCacheStorage) ->
         .route("/metrics", get(move || pages::metrics(metrics.clone())))
         .merge(graphql_routes)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn(move |request: Request, next: Next| guard_local_mode(local_mode, request, next)))
         .layer(middleware::from_fn(record_duration))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
@@ -64,6 +66,34 @@ pub fn router(state: AppState, schema: AppSchema, persisted: LruCacheStorage) ->
         }))
         // Outermost: a client's own x-request-id is kept, else one is made.
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+/// In local mode nothing protects the API but the loopback address, so a
+/// web page the user visits must not reach it: the `Host` must be a
+/// loopback name (no DNS rebinding), and an `Origin`, when a browser sends
+/// one, must be a loopback origin too (WebSockets have no CORS).
+async fn guard_local_mode(local_mode: bool, request: Request, next: Next) -> Response {
+    if local_mode {
+        let header = |name| request.headers().get(name).and_then(|v: &axum::http::HeaderValue| v.to_str().ok());
+        let host_ok = header(axum::http::header::HOST).is_none_or(is_loopback_authority);
+        let origin_ok = header(axum::http::header::ORIGIN).is_none_or(|origin| {
+            origin.split_once("://").is_some_and(|(_, authority)| is_loopback_authority(authority))
+        });
+        if !host_ok || !origin_ok {
+            return (axum::http::StatusCode::FORBIDDEN, "local mode answers loopback hosts and origins only")
+                .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// `localhost`, `127.x.y.z` or `[::1]`, with or without a port.
+fn is_loopback_authority(authority: &str) -> bool {
+    let host = match authority.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Records each request's duration by route, method and status.

@@ -345,3 +345,25 @@ async fn abuse_limits_hold_just_over_and_not_just_under() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_grantable_tools_may_be_pre_approved() {
+    let app = secured(|c| c.grantable_tools = vec!["Read".into(), "Grep".into()]).await;
+    let alice = token_for("alice");
+    let dir = app.dir.path().join("w");
+    std::fs::create_dir_all(&dir).unwrap();
+    let created = as_user(
+        &app,
+        &alice,
+        "mutation($p: String!) { createWorkspace(input: {name: \"w\", path: $p}) { id } }",
+        json!({ "p": dir }),
+    )
+    .await;
+    let workspace = created["data"]["createWorkspace"]["id"].as_str().unwrap().to_owned();
+    let start = "mutation($w: ID!, $t: [String!]) { startExecution(input: {workspaceId: $w, prompt: \"hi\", allowedTools: $t}) { execution { id } } }";
+    let refused = as_user(&app, &alice, start, json!({ "w": workspace, "t": ["Read", "Bash(rm:*)"] })).await;
+    assert_eq!(code(&refused), "BAD_USER_INPUT");
+    assert_eq!(refused["errors"][0]["extensions"]["details"]["field"], "allowedTools");
+    let allowed = as_user(&app, &alice, start, json!({ "w": workspace, "t": ["Read", "Grep"] })).await;
+    assert!(allowed.get("errors").is_none(), "{allowed}");
+}

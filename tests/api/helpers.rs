@@ -125,7 +125,7 @@ impl TestApp {
     /// Another server (replica) on the same database and directory.
     pub async fn replica(&self, replica_id: &str) -> TestApp {
         let mut config = self.config.clone();
-        config.replica_id = replica_id.to_owned();
+        config.replica_id = Some(replica_id.to_owned());
         TestApp::launch(tempfile::tempdir().unwrap(), self.database_url.clone(), config).await
     }
 

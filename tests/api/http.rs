@@ -168,3 +168,35 @@ async fn automatic_persisted_queries() {
         .unwrap();
     assert_eq!(hit["data"]["workspaces"]["edges"], json!([]), "{hit}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_mode_refuses_foreign_hosts_and_origins() {
+    let app = spawn_app().await;
+    let query = json!({ "query": "{ __typename }" });
+    let ok = app
+        .http
+        .post(app.url("/graphql"))
+        .header("origin", format!("http://{}", app.addr))
+        .json(&query)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    let localhost =
+        app.http.post(app.url("/graphql")).header("origin", "http://localhost:3000").json(&query).send().await.unwrap();
+    assert_eq!(localhost.status(), StatusCode::OK, "a local front-end may call it");
+    // A page of another site, and DNS rebinding.
+    let foreign =
+        app.http.post(app.url("/graphql")).header("origin", "https://evil.example").json(&query).send().await.unwrap();
+    assert_eq!(foreign.status(), StatusCode::FORBIDDEN);
+    let rebound = app.http.post(app.url("/graphql")).header("host", "evil.example").json(&query).send().await.unwrap();
+    assert_eq!(rebound.status(), StatusCode::FORBIDDEN);
+
+    // The WebSocket upgrade too (WebSockets have no CORS).
+    use tokio_tungstenite::tungstenite::{client::IntoClientRequest, http::HeaderValue};
+    let mut request = format!("ws://{}/graphql/ws", app.addr).into_client_request().unwrap();
+    request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static("graphql-transport-ws"));
+    request.headers_mut().insert("Origin", HeaderValue::from_static("https://evil.example"));
+    let refused = tokio_tungstenite::connect_async(request).await.unwrap_err();
+    assert!(refused.to_string().contains("403"), "{refused}");
+}

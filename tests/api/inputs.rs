@@ -54,6 +54,11 @@ async fn bad_start_inputs_are_refused_and_nothing_is_written() {
         ),
         (json!({ "workspaceId": workspace, "prompt": "hi", "model": "a b" }), "BAD_USER_INPUT", Some("model")),
         (
+            json!({ "workspaceId": workspace, "prompt": "hi", "maxBudgetUsd": 0 }),
+            "BAD_USER_INPUT",
+            Some("maxBudgetUsd"),
+        ),
+        (
             json!({ "workspaceId": workspace, "prompt": "hi", "metadata": { "x": "y".repeat(70_000) } }),
             "BAD_USER_INPUT",
             Some("metadata"),
@@ -102,6 +107,16 @@ async fn bad_workspaces_and_lookups_are_refused() {
         assert_eq!(code(&response), "BAD_USER_INPUT", "{path}: {response}");
         assert!(response["errors"][0]["message"].as_str().unwrap().contains(why), "{path}: {response}");
         assert_eq!(response["errors"][0]["extensions"]["details"]["field"], "path");
+    }
+    // Outside the roots, nothing is said about what exists there.
+    for probe in ["/etc/passwd", "/nonexistent/dir", "/etc"] {
+        let response = app
+            .gql(
+                "mutation($p: String!) { createWorkspace(input: {name: \"w\", path: $p}) { id } }",
+                json!({ "p": probe }),
+            )
+            .await;
+        assert_eq!(response["errors"][0]["message"], "`path` is not under an allowed workspace root", "{probe}");
     }
     let response =
         app.gql("mutation { createWorkspace(input: {name: \"  \", path: \"/tmp\"}) { id } }", json!({})).await;

@@ -6,7 +6,7 @@ use crate::helpers::{final_status, process_alive, seqs, spawn_with, Db};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn any_replica_streams_and_cancels_a_run_of_another() {
-    let Some(a) = spawn_with(Db::Postgres, |c| c.replica_id = "replica-a".into()).await else { return };
+    let Some(a) = spawn_with(Db::Postgres, |c| c.replica_id = Some("replica-a".into())).await else { return };
     let b = a.replica("replica-b").await;
     let (workspace, _) = a.workspace().await;
 

@@ -116,7 +116,7 @@ async fn resumed_session(app: TestApp) {
     let claude_session = first["session"]["claudeSessionId"].as_str().unwrap().to_owned();
 
     let (second, same_session) = app
-        .start(json!({ "workspaceId": workspace, "sessionId": session, "prompt": "second", "model": "sonnet" }))
+        .start(json!({ "workspaceId": workspace, "sessionId": session, "prompt": "second", "model": "sonnet", "maxBudgetUsd": 0.5 }))
         .await;
     assert_eq!(same_session, session);
     let second = app.wait_finished(&second).await;
@@ -128,7 +128,7 @@ async fn resumed_session(app: TestApp) {
     let starts: Vec<&Value> = log.iter().filter(|e| e["event"] == "start").collect();
     assert_eq!(starts.len(), 2);
     let argv: Vec<&str> = starts[1]["argv"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
-    assert_eq!(argv[6..], ["--resume", claude_session.as_str(), "--model", "sonnet"]);
+    assert_eq!(argv[6..], ["--resume", claude_session.as_str(), "--model", "sonnet", "--max-budget-usd", "0.5"]);
     let stdin: Vec<Value> = log
         .iter()
         .filter(|e| e["event"] == "stdin")
