@@ -115,7 +115,12 @@ impl App {
         let replicas = tokio::spawn(crate::events::replicas::listen(
             state.db.clone(),
             state.broker.wakeups().clone(),
-            move |id| executor.stop_local(id),
+            move |request| match request {
+                crate::events::replicas::Request::Cancel(id) => executor.stop_local(id),
+                crate::events::replicas::Request::Interrupt(id) => {
+                    executor.interrupt_local(id);
+                }
+            },
             shutdown.clone(),
         ));
         let serve_token = shutdown.clone();

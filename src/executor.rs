@@ -26,7 +26,9 @@ use tracing::{info, info_span, warn, Instrument};
 use uuid::Uuid;
 
 use crate::{
-    claude::{runner::StopHandle, ClaudeCommand, ClaudeError, Outcome, RunEnd, RunOptions, Runner, StopReason},
+    claude::{
+        runner::StopHandle, ClaudeCommand, ClaudeError, Outcome, RunCommand, RunEnd, RunOptions, Runner, StopReason,
+    },
     db::{self, executions::Finish},
     error::{AppError, AppResult},
     events::{
@@ -40,6 +42,9 @@ use crate::{
 /// claude's stdout pauses (the store is the one thing allowed to slow it).
 const LINE_BUFFER: usize = 4096;
 
+/// Commands queued for one runner.
+const COMMAND_BUFFER: usize = 64;
+
 /// A request to run a prompt, already validated.
 #[derive(Debug, Clone)]
 pub struct StartRequest {
@@ -50,10 +55,22 @@ pub struct StartRequest {
     pub metadata: Option<serde_json::Value>,
 }
 
+/// What a queued run is started with.
+struct Launch {
+    command: ClaudeCommand,
+    prompt: String,
+    publisher: Publisher,
+    /// Counts the run as pending until it gets a slot.
+    pending: GaugeGuard,
+    commands: mpsc::Receiver<RunCommand>,
+}
+
 /// One live run's handles.
 #[derive(Clone)]
 struct RunHandle {
     stop: StopHandle,
+    /// Interrupts, follow-up messages and permission answers for the runner.
+    commands: mpsc::Sender<RunCommand>,
     /// Cancelled once the run's final state is stored.
     done: CancellationToken,
 }
@@ -208,14 +225,17 @@ impl Executor {
     }
 
     fn spawn_run(&self, execution: execution::Model, command: ClaudeCommand, prompt: String, publisher: Publisher) {
-        let handle = RunHandle { stop: StopHandle::child_of(&self.inner.shutdown), done: CancellationToken::new() };
+        let (commands, command_rx) = mpsc::channel(COMMAND_BUFFER);
+        let handle =
+            RunHandle { stop: StopHandle::child_of(&self.inner.shutdown), commands, done: CancellationToken::new() };
         let pending = GaugeGuard::new(m::EXECUTIONS_PENDING);
         self.lock_runs().insert(execution.id, handle.clone());
         let this = self.clone();
         let span = info_span!("execution", execution_id = %execution.id);
         self.inner.tracker.spawn(
             async move {
-                let status = this.run(&execution, command, prompt, publisher, &handle.stop, pending).await;
+                let launch = Launch { command, prompt, publisher, pending, commands: command_rx };
+                let status = this.run(&execution, launch, &handle.stop).await;
                 metrics::counter!(m::EXECUTIONS_FINISHED, "status" => status).increment(1);
                 this.lock_runs().remove(&execution.id);
                 handle.done.cancel();
@@ -225,15 +245,8 @@ impl Executor {
     }
 
     /// One execution from queue to final record.
-    async fn run(
-        &self,
-        execution: &execution::Model,
-        command: ClaudeCommand,
-        prompt: String,
-        publisher: Publisher,
-        stop: &StopHandle,
-        pending: GaugeGuard,
-    ) -> &'static str {
+    async fn run(&self, execution: &execution::Model, launch: Launch, stop: &StopHandle) -> &'static str {
+        let Launch { command, prompt, publisher, pending, commands } = launch;
         let inner = &self.inner;
         // Wait for a slot (or a stop while waiting).
         let _permit = tokio::select! {
@@ -286,7 +299,7 @@ impl Executor {
         };
         let store_stop = stop.clone();
         let recording = tokio::spawn(recorder.run(rx, move || store_stop.stop(StopReason::Shutdown)));
-        let end = inner.runner.run(&command, &prompt, tx, stop.clone()).await;
+        let end = inner.runner.run(&command, &prompt, tx, commands, stop.clone()).await;
         let (publisher, recorded) = match recording.await {
             Ok(done) => done,
             Err(e) => {
@@ -407,6 +420,50 @@ impl Executor {
             self.cancel(owner, active).await?;
         }
         Ok(db::sessions::find(db, id).await?.unwrap_or(session))
+    }
+
+    /// Ends the running turn of an execution cleanly (the `interrupt`
+    /// control request): its output so far is stored, the session stays
+    /// resumable, and the execution ends CANCELLED unless a follow-up
+    /// message keeps it going. Unlike a cancel, no signal is sent.
+    pub async fn interrupt(&self, owner: &str, id: Uuid) -> AppResult<execution::Model> {
+        let db = &self.inner.db;
+        let execution = db::executions::get(db, owner, id).await?.ok_or(AppError::NotFound("execution"))?;
+        if execution.status != db::executions::RUNNING {
+            return Err(AppError::bad_input("id", format!("the execution is {}, not RUNNING", execution.status)));
+        }
+        if !self.interrupt_local(id) {
+            // Another replica runs it.
+            db::signals::notify(db, db::signals::INTERRUPT_CHANNEL, id).await.map_err(db::DbError::from)?;
+        }
+        Ok(execution)
+    }
+
+    /// Interrupts a run of this server; false if it has no such run.
+    pub fn interrupt_local(&self, id: Uuid) -> bool {
+        let handle = self.lock_runs().get(&id).cloned();
+        handle.is_some_and(|h| h.commands.try_send(RunCommand::Interrupt).is_ok())
+    }
+
+    /// Sends a follow-up message to a running execution; returns the
+    /// message's uuid (the `command_uuid` of its `command_lifecycle` lines).
+    pub async fn send_message(&self, owner: &str, id: Uuid, text: String, now: bool) -> AppResult<Uuid> {
+        let db = &self.inner.db;
+        let execution = db::executions::get(db, owner, id).await?.ok_or(AppError::NotFound("execution"))?;
+        let not_running = || AppError::bad_input("executionId", "the execution is not running");
+        if execution.status != db::executions::RUNNING {
+            return Err(not_running());
+        }
+        let handle = self.lock_runs().get(&id).cloned();
+        let Some(handle) = handle else {
+            return Err(AppError::bad_input(
+                "executionId",
+                "the execution runs on another server; send the message there",
+            ));
+        };
+        let (reply, written) = tokio::sync::oneshot::channel();
+        handle.commands.send(RunCommand::Message { text, now, reply }).await.map_err(|_| not_running())?;
+        written.await.map_err(|_| not_running())?.map_err(|why| AppError::bad_input("executionId", why))
     }
 
     /// Stops a run of this server, if it has it (a cancel that came to

@@ -25,6 +25,7 @@
 //! | `hang` | after `init`, wait; only an interrupt ends the turn |
 //! | `ignore_interrupt` | never answer the interrupt, never exit on EOF |
 //! | `ignore_term` | ignore SIGTERM (only SIGKILL stops it) |
+//! | `ask=TOOL` | after `init`, a `can_use_tool` permission prompt for TOOL; waits for the answer |
 //! | `wait_for=PATH` | after `init`, wait until PATH exists (benchmarks start the burst this way) |
 //! | `exit=N` | exit code at the end |
 //!
@@ -80,7 +81,13 @@ impl Out {
 #[derive(Default)]
 struct Input {
     interrupted: AtomicBool,
+    /// A message with `priority: "now"` came: end the running turn.
+    preempted: AtomicBool,
+    /// Turns running or waiting.
+    turns: std::sync::atomic::AtomicUsize,
     ignore_interrupts: AtomicBool,
+    /// Answers to our control requests (permission prompts).
+    answers: Mutex<Vec<Value>>,
     eof: AtomicBool,
 }
 
@@ -123,35 +130,52 @@ fn main() {
 
     let out = Out(Arc::new(Mutex::new(std::io::stdout())));
     let input = Arc::new(Input::default());
-    let (prompts, prompt_rx) = std::sync::mpsc::channel();
+    let (messages, inbox) = std::sync::mpsc::channel();
     {
         let (out, input, log) = (out.clone(), input.clone(), log.clone());
-        thread::spawn(move || read_stdin(out, input, log, prompts));
+        thread::spawn(move || read_stdin(out, input, log, messages));
     }
-    // Nothing happens until the first user message (as with the real CLI).
-    let Ok((prompt, message_uuid)) = prompt_rx.recv() else {
-        log.write(json!({"event": "exit", "code": 0}));
-        return;
-    };
-    let directives = Directives::parse(&prompt);
-    if directives.has("ignore_term") {
-        // SAFETY: installing SIG_IGN has no handler code to be unsafe in.
-        unsafe {
-            let _ = nix::sys::signal::signal(nix::sys::signal::Signal::SIGTERM, nix::sys::signal::SigHandler::SigIgn);
+    // Nothing happens until the first user message (as with the real CLI);
+    // each message is a turn; the process ends when stdin does.
+    let mut code = 0;
+    let mut first = true;
+    while let Ok(message) = inbox.recv() {
+        let directives = Directives::parse(&message.text);
+        if first && directives.has("ignore_term") {
+            // SAFETY: installing SIG_IGN has no handler code to be unsafe in.
+            unsafe {
+                let _ =
+                    nix::sys::signal::signal(nix::sys::signal::Signal::SIGTERM, nix::sys::signal::SigHandler::SigIgn);
+            }
         }
+        first = false;
+        input.ignore_interrupts.store(directives.has("ignore_interrupt"), Ordering::SeqCst);
+        let turn = Turn {
+            out: out.clone(),
+            session_id: session_id.clone(),
+            directives,
+            input: input.clone(),
+            started: Instant::now(),
+        };
+        code = turn.play(&message.text, &model, partial, message.uuid.as_deref());
+        // An interrupt or a "now" ends one turn: the next starts afresh.
+        input.interrupted.store(false, Ordering::SeqCst);
+        input.preempted.store(false, Ordering::SeqCst);
+        input.turns.fetch_sub(1, Ordering::SeqCst);
     }
-    input.ignore_interrupts.store(directives.has("ignore_interrupt"), Ordering::SeqCst);
-
-    let turn = Turn { out: out.clone(), session_id, directives, input: input.clone(), started: Instant::now() };
-    let code = turn.play(&prompt, &model, partial, message_uuid.as_deref());
     log.write(json!({"event": "exit", "code": code}));
     std::process::exit(code);
 }
 
-/// Reads stdin to its end: the first user message goes to the main
-/// thread, control requests are answered at once.
-fn read_stdin(out: Out, input: Arc<Input>, log: Arc<Log>, prompts: std::sync::mpsc::Sender<(String, Option<String>)>) {
-    let mut prompts = Some(prompts);
+/// A user message from stdin.
+struct Incoming {
+    text: String,
+    uuid: Option<String>,
+}
+
+/// Reads stdin to its end: user messages go to the main thread, control
+/// requests are answered at once.
+fn read_stdin(out: Out, input: Arc<Input>, log: Arc<Log>, messages: std::sync::mpsc::Sender<Incoming>) {
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { break };
         log.write(json!({"event": "stdin", "line": line}));
@@ -163,17 +187,24 @@ fn read_stdin(out: Out, input: Arc<Input>, log: Arc<Log>, prompts: std::sync::mp
             std::process::exit(1);
         };
         if v["type"] == "user" {
-            if let Some(prompts) = prompts.take() {
-                let content = &v["message"]["content"];
-                let text = content.as_str().map(str::to_owned).unwrap_or_else(|| content.to_string());
-                let _ = prompts.send((text, v["uuid"].as_str().map(str::to_owned)));
+            let content = &v["message"]["content"];
+            let text = content.as_str().map(str::to_owned).unwrap_or_else(|| content.to_string());
+            if v["priority"] == "now" && input.turns.load(Ordering::SeqCst) > 0 {
+                input.preempted.store(true, Ordering::SeqCst);
             }
+            input.turns.fetch_add(1, Ordering::SeqCst);
+            let _ = messages.send(Incoming { text, uuid: v["uuid"].as_str().map(str::to_owned) });
         } else if v["type"] == "control_request"
             && v["request"]["subtype"] == "interrupt"
             && !input.ignore_interrupts.load(Ordering::SeqCst)
         {
             out.line(&json!({"type": "control_response", "response": {"subtype": "success", "request_id": v["request_id"], "response": {"still_queued": []}}}).to_string());
-            input.interrupted.store(true, Ordering::SeqCst);
+            // Idle, it changes nothing (as with the CLI).
+            if input.turns.load(Ordering::SeqCst) > 0 {
+                input.interrupted.store(true, Ordering::SeqCst);
+            }
+        } else if v["type"] == "control_response" {
+            let _ = input.answers.lock().map(|mut answers| answers.push(v.clone()));
         }
     }
     input.eof.store(true, Ordering::SeqCst);
@@ -248,8 +279,8 @@ impl Turn {
             if !delay.is_zero() {
                 thread::sleep(delay);
             }
-            if self.interrupted() && !ignore_interrupt {
-                return self.abort(message_uuid);
+            if let Some(code) = self.stop_if_asked(message_uuid) {
+                return code;
             }
             if line.contains(EMIT_PLACEHOLDER) {
                 self.out.line(&line.replacen(EMIT_PLACEHOLDER, &format!("\"emit_ns\":{}", now_ns()), 1));
@@ -265,20 +296,114 @@ impl Turn {
                         thread::sleep(Duration::from_millis(2));
                     }
                 }
+                if let Some(tool) = d.0.get("ask") {
+                    if let Some(code) = self.ask_permission(tool, model, message_uuid) {
+                        return code;
+                    }
+                }
             }
         }
         if d.has("no_result") {
-            return d.num("exit").unwrap_or(3) as i32;
+            // A crash: gone at once, without a result.
+            std::process::exit(d.num("exit").unwrap_or(3) as i32);
         }
-        if self.interrupted() && !ignore_interrupt {
-            return self.abort(message_uuid);
+        if let Some(code) = self.stop_if_asked(message_uuid) {
+            return code;
         }
         let result = result.unwrap_or_else(|| self.result(d, message_uuid));
         let is_error = serde_json::from_str::<Value>(&result).is_ok_and(|v| v["is_error"] == true);
         self.out.line(&result);
         self.lifecycle(message_uuid, "completed");
-        self.wait_for_eof(ignore_interrupt);
+        if ignore_interrupt {
+            // Deaf to everything: only a signal ends it.
+            self.wait_for_eof(true);
+        }
         d.num("exit").map_or(i32::from(is_error), |c| c as i32)
+    }
+
+    /// Ends the turn early if an interrupt or a `priority: "now"` message
+    /// came; returns the exit code then.
+    fn stop_if_asked(&self, message_uuid: Option<&str>) -> Option<i32> {
+        if self.directives.has("ignore_interrupt") {
+            return None;
+        }
+        if self.interrupted() {
+            return Some(self.abort(message_uuid));
+        }
+        if self.input.preempted.load(Ordering::SeqCst) {
+            // Replaced by a newer message: a quiet, successful end.
+            self.out.line(
+                &json!({
+                    "type": "result", "subtype": "success", "is_error": false, "num_turns": 1,
+                    "duration_ms": self.started.elapsed().as_millis() as u64, "session_id": self.session_id,
+                    "total_cost_usd": 0.0, "usage": {"input_tokens": 0, "output_tokens": 0},
+                    "terminal_reason": "aborted_streaming", "result": "", "uuid": Uuid::new_v4(),
+                    "user_message_uuids": message_uuid.into_iter().collect::<Vec<_>>(),
+                })
+                .to_string(),
+            );
+            self.lifecycle(message_uuid, "cancelled");
+            return Some(0);
+        }
+        None
+    }
+
+    /// A `can_use_tool` permission prompt for `tool`, answered on stdin;
+    /// Some(exit code) if the turn ended while waiting.
+    fn ask_permission(&self, tool: &str, model: &str, message_uuid: Option<&str>) -> Option<i32> {
+        let tool_use_id = format!("toolu_fake_{}", Uuid::new_v4().simple());
+        let request_id = Uuid::new_v4().to_string();
+        let input = json!({ "command": "touch created.txt", "description": "Create a file" });
+        self.out.line(&json!({
+            "type": "assistant",
+            "message": {"id": format!("msg_fake_{}", Uuid::new_v4().simple()), "type": "message", "role": "assistant", "model": model,
+                        "content": [{"type": "tool_use", "id": tool_use_id, "name": tool, "input": input}], "stop_reason": null},
+            "parent_tool_use_id": null, "session_id": self.session_id, "uuid": Uuid::new_v4(),
+        }).to_string());
+        let cwd = std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_default();
+        self.out.line(&json!({
+            "type": "control_request", "request_id": request_id,
+            "request": {"subtype": "can_use_tool", "tool_name": tool, "display_name": tool, "input": input,
+                        "description": "Create a file", "tool_use_id": tool_use_id, "blocked_path": format!("{cwd}/created.txt"),
+                        "permission_suggestions": [{"type": "setMode", "mode": "acceptEdits", "destination": "session"}]},
+        }).to_string());
+        let answer = loop {
+            if self.interrupted() && !self.directives.has("ignore_interrupt") {
+                self.out.line(&json!({"type": "control_cancel_request", "request_id": request_id}).to_string());
+                return Some(self.abort(message_uuid));
+            }
+            let found = self.input.answers.lock().ok().and_then(|mut answers| {
+                let at = answers.iter().position(|a| a["response"]["request_id"] == request_id.as_str())?;
+                Some(answers.remove(at))
+            });
+            if let Some(answer) = found {
+                break answer;
+            }
+            if self.input.eof.load(Ordering::SeqCst) {
+                break json!({"response": {"subtype": "error", "error": "Tool permission stream closed before response received"}});
+            }
+            thread::sleep(Duration::from_millis(5));
+        };
+        let decision = &answer["response"]["response"];
+        let (content, is_error) = if answer["response"]["subtype"] == "success" && decision["behavior"] == "allow" {
+            let command = decision["updatedInput"]["command"].as_str().unwrap_or("touch created.txt");
+            (format!("ran: {command}"), false)
+        } else if answer["response"]["subtype"] == "success" && decision["behavior"] == "deny" {
+            (decision["message"].as_str().unwrap_or("denied").to_owned(), true)
+        } else {
+            (
+                format!(
+                    "Tool permission request failed: Error: {}",
+                    answer["response"]["error"].as_str().unwrap_or("no answer")
+                ),
+                true,
+            )
+        };
+        self.out.line(&json!({
+            "type": "user", "message": {"role": "user", "content": [{"type": "tool_result", "tool_use_id": tool_use_id, "content": content, "is_error": is_error}]},
+            "parent_tool_use_id": null, "session_id": self.session_id, "uuid": Uuid::new_v4(),
+        }).to_string());
+        None
     }
 
     fn interrupted(&self) -> bool {
@@ -294,8 +419,8 @@ impl Turn {
 
     fn hang(&self, message_uuid: Option<&str>) -> i32 {
         loop {
-            if self.interrupted() && !self.directives.has("ignore_interrupt") {
-                return self.abort(message_uuid);
+            if let Some(code) = self.stop_if_asked(message_uuid) {
+                return code;
             }
             thread::sleep(Duration::from_millis(10));
         }
@@ -313,7 +438,6 @@ impl Turn {
             "uuid": Uuid::new_v4(), "user_message_uuids": message_uuid.into_iter().collect::<Vec<_>>(),
         }).to_string());
         self.lifecycle(message_uuid, "cancelled");
-        self.wait_for_eof(false);
         0
     }
 

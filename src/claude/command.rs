@@ -103,14 +103,27 @@ impl ClaudeCommand {
     }
 }
 
-/// The stream-json user message that carries a prompt, with our own uuid.
-pub fn user_message(prompt: &str, uuid: Uuid) -> String {
-    json!({
+/// The stream-json user message that carries a prompt, with our own uuid;
+/// `now` replaces the running turn instead of queueing after it.
+pub fn user_message(prompt: &str, uuid: Uuid, now: bool) -> String {
+    let mut message = json!({
         "type": "user",
         "message": { "role": "user", "content": prompt },
         "uuid": uuid.to_string(),
         "session_id": "",
         "parent_tool_use_id": null,
+    });
+    if now {
+        message["priority"] = json!("now");
+    }
+    message.to_string()
+}
+
+/// Our answer to one of claude's control requests (a permission prompt).
+pub fn control_response(request_id: &str, response: &serde_json::Value) -> String {
+    json!({
+        "type": "control_response",
+        "response": { "subtype": "success", "request_id": request_id, "response": response },
     })
     .to_string()
 }
@@ -163,7 +176,7 @@ mod tests {
 
     #[test]
     fn user_message_is_one_json_line() {
-        let line = user_message("hi\nthere", Uuid::nil());
+        let line = user_message("hi\nthere", Uuid::nil(), false);
         assert!(!line.contains('\n'));
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["message"]["content"], "hi\nthere");

@@ -8,5 +8,5 @@ pub mod stream;
 
 pub use command::{ClaudeCommand, RunOptions};
 pub use error::ClaudeError;
-pub use runner::{Outcome, RunEnd, Runner, StopReason};
+pub use runner::{Outcome, RunCommand, RunEnd, Runner, StopReason};
 pub use stream::{Line, LineKind, ResultLine};

@@ -8,6 +8,7 @@
 //! the whole process group, each after a grace period.
 
 use std::{
+    collections::HashSet,
     io,
     sync::{Arc, OnceLock},
     time::Duration,
@@ -20,7 +21,7 @@ use nix::{
 use tokio::{
     io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader},
     process::{Child, ChildStdin},
-    sync::mpsc,
+    sync::{mpsc, oneshot},
     time::{sleep_until, Instant},
 };
 use tokio_util::sync::CancellationToken;
@@ -28,7 +29,7 @@ use tracing::{debug, warn};
 use uuid::Uuid;
 
 use super::{
-    command::{interrupt_request, user_message, ClaudeCommand},
+    command::{control_response, interrupt_request, user_message, ClaudeCommand},
     stream::{Line, LineKind, ResultLine, STDERR},
     ClaudeError,
 };
@@ -38,6 +39,20 @@ use super::{
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 /// How much of stderr is quoted in a CLAUDE_EXITED error.
 const STDERR_TAIL: usize = 2048;
+
+/// What a client can ask of a running `claude`, besides stopping it.
+#[derive(Debug)]
+pub enum RunCommand {
+    /// End the running turn cleanly: the `interrupt` control request. The
+    /// process stays and ends when no turn is left.
+    Interrupt,
+    /// A follow-up user message (`now`: replace the running turn). Replies
+    /// with the message's uuid once it is written, or why it cannot be.
+    Message { text: String, now: bool, reply: oneshot::Sender<Result<Uuid, String>> },
+    /// The answer to a permission prompt, as the `response` object the CLI
+    /// expects (`{"behavior": "allow", ...}` or `{"behavior": "deny", ...}`).
+    Answer { request_id: String, response: serde_json::Value },
+}
 
 /// Why a run was asked to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,7 +139,14 @@ impl Runner {
     /// Runs `cmd` with `prompt` to the end, sending every stdout line (and
     /// every stderr line) to `sink` in the order read. Returns when the
     /// process has exited and its output is drained.
-    pub async fn run(&self, cmd: &ClaudeCommand, prompt: &str, sink: mpsc::Sender<Line>, stop: StopHandle) -> RunEnd {
+    pub async fn run(
+        &self,
+        cmd: &ClaudeCommand,
+        prompt: &str,
+        sink: mpsc::Sender<Line>,
+        commands: mpsc::Receiver<RunCommand>,
+        stop: StopHandle,
+    ) -> RunEnd {
         let mut child = match cmd.to_command().spawn() {
             Ok(child) => child,
             Err(e) => {
@@ -139,7 +161,10 @@ impl Runner {
             }
         };
         let mut process = Process::new(&mut child, sink.clone(), self.max_line_bytes, self.grace);
-        process.send_line(&user_message(prompt, Uuid::new_v4())).await;
+        process.commands = Some(commands);
+        let first = Uuid::new_v4();
+        process.outstanding.insert(first.to_string());
+        process.send_line(&user_message(prompt, first, false)).await;
         process.drive(&mut child, stop, self).await
     }
 }
@@ -154,6 +179,12 @@ struct Process {
     max_line_bytes: usize,
     buf: Vec<u8>,
     last_result: Option<ResultLine>,
+    /// Our user messages whose turn has not ended (no `result` listed them
+    /// in `user_message_uuids` yet); stdin closes when none is left.
+    outstanding: HashSet<String>,
+    commands: Option<mpsc::Receiver<RunCommand>>,
+    /// A client interrupted the turn (an aborted result is then a cancel).
+    interrupted_by_user: bool,
     /// How long one write to stdin may take.
     write_timeout: std::time::Duration,
 }
@@ -170,6 +201,9 @@ impl Process {
             max_line_bytes,
             buf: Vec::new(),
             last_result: None,
+            outstanding: HashSet::new(),
+            commands: None,
+            interrupted_by_user: false,
             write_timeout,
         }
     }
@@ -216,6 +250,10 @@ impl Process {
                     exit = Some(status.ok().and_then(|s| s.code()));
                     drain_deadline = Some(Instant::now() + DRAIN_AFTER_EXIT);
                 }
+                command = next_command(&mut self.commands), if self.commands.is_some() => match command {
+                    Some(command) => self.on_command(command).await,
+                    None => self.commands = None,
+                },
                 _ = stop.token.cancelled(), if phase == Phase::Running => {
                     // A stop after a successful final result changes nothing
                     // about the outcome; the process is wound down anyway.
@@ -257,7 +295,15 @@ impl Process {
             None => String::new(),
         };
         let exit_code = exit.flatten();
-        let outcome = classify(failure, stopped_for, self.last_result.as_ref(), exit_code, &stderr_tail, limits);
+        let outcome = classify(
+            self.interrupted_by_user,
+            failure,
+            stopped_for,
+            self.last_result.as_ref(),
+            exit_code,
+            &stderr_tail,
+            limits,
+        );
         RunEnd { outcome, exit_code, result: self.last_result }
     }
 
@@ -265,13 +311,49 @@ impl Process {
         let line = Line::parse(&self.buf);
         self.buf.clear();
         if line.kind == LineKind::Result {
-            self.last_result = Some(ResultLine::parse(&line.payload));
-            // The turn is over: EOF lets claude finish and exit.
-            self.stdin = None;
+            let result = ResultLine::parse(&line.payload);
+            // One result may end the turns of several of our messages.
+            // A result that names none of ours (an older CLI, or one that
+            // does not track our ids) ends them all.
+            let listed = result.raw.as_ref().and_then(|r| r.get("user_message_uuids")).and_then(|u| u.as_array());
+            let ended = listed.map_or(0, |uuids| {
+                uuids.iter().filter_map(|u| u.as_str()).filter(|u| self.outstanding.remove(*u)).count()
+            });
+            if ended == 0 {
+                self.outstanding.clear();
+            }
+            self.last_result = Some(result);
+            if self.outstanding.is_empty() {
+                // No turn left: EOF lets claude finish and exit.
+                self.stdin = None;
+            }
         }
         // A closed sink means nobody records this run any more; keep
         // draining so the child is not blocked on a full pipe.
         let _ = self.sink.send(line).await;
+    }
+
+    async fn on_command(&mut self, command: RunCommand) {
+        match command {
+            RunCommand::Interrupt => {
+                self.interrupted_by_user = true;
+                self.send_line(&interrupt_request(&format!("interrupt-{}", Uuid::new_v4()))).await;
+            }
+            RunCommand::Message { text, now, reply } => {
+                if self.stdin.is_none() {
+                    let _ = reply.send(Err("the run has ended its last turn".into()));
+                    return;
+                }
+                let uuid = Uuid::new_v4();
+                self.outstanding.insert(uuid.to_string());
+                self.send_line(&user_message(&text, uuid, now)).await;
+                let written = if self.stdin.is_some() { Ok(uuid) } else { Err("claude's input is closed".into()) };
+                let _ = reply.send(written);
+            }
+            RunCommand::Answer { request_id, response } => {
+                self.send_line(&control_response(&request_id, &response)).await;
+            }
+        }
     }
 
     async fn send_line(&mut self, line: &str) {
@@ -308,7 +390,16 @@ impl Process {
     }
 }
 
+/// The next command, for the select loop (None: no more will come).
+async fn next_command(commands: &mut Option<mpsc::Receiver<RunCommand>>) -> Option<RunCommand> {
+    match commands {
+        Some(commands) => commands.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 fn classify(
+    interrupted_by_user: bool,
     failure: Option<ClaudeError>,
     stopped_for: Option<StopReason>,
     result: Option<&ResultLine>,
@@ -331,6 +422,10 @@ fn classify(
         let stderr = if stderr_tail.trim().is_empty() { String::new() } else { format!(": {}", stderr_tail.trim()) };
         return Outcome::Failed(ClaudeError::Exited { exit_code, stderr });
     };
+    let aborted = result.terminal_reason.as_deref().is_some_and(|r| r.starts_with("aborted"));
+    if interrupted_by_user && aborted {
+        return Outcome::Cancelled;
+    }
     match (result.subtype.as_deref(), result.terminal_reason.as_deref()) {
         (Some("error_max_turns"), _) | (_, Some("max_turns")) => {
             Outcome::Failed(ClaudeError::MaxTurns(result.message()))

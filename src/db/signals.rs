@@ -5,6 +5,8 @@ use uuid::Uuid;
 
 /// New messages or a new status for the execution named in the payload.
 pub const EVENTS_CHANNEL: &str = "claude_graphql_events";
+/// Interrupt the running turn of the execution named in the payload.
+pub const INTERRUPT_CHANNEL: &str = "claude_graphql_interrupt";
 /// Cancel the execution named in the payload, wherever it runs.
 pub const CANCEL_CHANNEL: &str = "claude_graphql_cancel";
 

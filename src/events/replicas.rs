@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 use uuid::Uuid;
 
-use crate::db::signals::{CANCEL_CHANNEL, EVENTS_CHANNEL};
+use crate::db::signals::{CANCEL_CHANNEL, EVENTS_CHANNEL, INTERRUPT_CHANNEL};
 
 /// Wakes local subscribers whose execution runs on another replica.
 #[derive(Clone)]
@@ -53,12 +53,19 @@ impl Wakeups {
     }
 }
 
+/// What another replica asks of this one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    Cancel(Uuid),
+    Interrupt(Uuid),
+}
+
 /// Listens for the other replicas' signals until `stop` is cancelled:
-/// event signals wake local subscribers, cancel signals go to `on_cancel`.
+/// event signals wake local subscribers, requests go to `on_request`.
 pub async fn listen(
     db: DatabaseConnection,
     wakeups: Wakeups,
-    on_cancel: impl Fn(Uuid) + Send,
+    on_request: impl Fn(Request) + Send,
     stop: CancellationToken,
 ) {
     if db.get_database_backend() != DatabaseBackend::Postgres {
@@ -68,7 +75,7 @@ pub async fn listen(
     let mut listener = loop {
         let attempt = async {
             let mut listener = sea_orm::sqlx::postgres::PgListener::connect_with(&pool).await?;
-            listener.listen_all([EVENTS_CHANNEL, CANCEL_CHANNEL]).await?;
+            listener.listen_all([EVENTS_CHANNEL, CANCEL_CHANNEL, INTERRUPT_CHANNEL]).await?;
             Ok::<_, sea_orm::sqlx::Error>(listener)
         };
         match attempt.await {
@@ -92,7 +99,8 @@ pub async fn listen(
                 let Ok(id) = Uuid::parse_str(n.payload()) else { continue };
                 debug!(channel = n.channel(), execution_id = %id, "signal from a replica");
                 match n.channel() {
-                    CANCEL_CHANNEL => on_cancel(id),
+                    CANCEL_CHANNEL => on_request(Request::Cancel(id)),
+                    INTERRUPT_CHANNEL => on_request(Request::Interrupt(id)),
                     _ => wakeups.wake(id),
                 }
             }

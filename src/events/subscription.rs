@@ -14,7 +14,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tracing::warn;
 use uuid::Uuid;
 
-use super::{is_terminal, replicas::Wakeups, Broker, Event, MessageEvent, RunError, StatusEvent};
+use super::{is_terminal, replicas::Wakeups, Broker, Event, MessageEvent, ProgressEvent, RunError, StatusEvent};
 use crate::{
     db,
     telemetry::metrics::{self as m, GaugeGuard},
@@ -61,7 +61,9 @@ pub fn execution_events(
             }
             // Messages are stored before the status turns terminal, so one
             // more catch-up after seeing it finds everything.
-            if let Some(status) = terminal_status(&db, execution_id).await {
+            if let Some((progress, status)) = final_events(&db, execution_id).await {
+                // Live-only progress was missed: the final figures, then.
+                yield Arc::new(Event::Progress(progress));
                 finished = Some(Arc::new(Event::Status(status)));
                 continue;
             }
@@ -131,13 +133,39 @@ async fn stored_after(db: &DatabaseConnection, execution_id: Uuid, last: i64) ->
     }
 }
 
+/// The final progress and status, if the execution has finished.
+async fn final_events(db: &DatabaseConnection, execution_id: Uuid) -> Option<(ProgressEvent, StatusEvent)> {
+    let execution = db::executions::find(db, execution_id).await.ok().flatten()?;
+    let status = terminal_status_of(&execution)?;
+    let elapsed = match (execution.started_at, execution.finished_at) {
+        (Some(start), Some(end)) => (end - start).num_milliseconds(),
+        _ => 0,
+    };
+    let progress = ProgressEvent {
+        execution_id,
+        progress: 1.0,
+        message_count: execution.message_count,
+        num_turns: execution.num_turns.unwrap_or(0),
+        cost_usd: execution.cost_usd,
+        elapsed_ms: elapsed,
+        renders: Default::default(),
+    };
+    Some((progress, status))
+}
+
 /// The final status, if the execution has finished.
 pub async fn terminal_status(db: &DatabaseConnection, execution_id: Uuid) -> Option<StatusEvent> {
-    let execution = db::executions::find(db, execution_id).await.ok().flatten()?;
+    terminal_status_of(&db::executions::find(db, execution_id).await.ok().flatten()?)
+}
+
+fn terminal_status_of(execution: &entity::execution::Model) -> Option<StatusEvent> {
     is_terminal(&execution.status).then(|| StatusEvent {
-        execution_id,
-        error: execution.error_code.map(|code| RunError { code, message: execution.error_message.unwrap_or_default() }),
-        status: execution.status,
+        execution_id: execution.id,
+        error: execution
+            .error_code
+            .clone()
+            .map(|code| RunError { code, message: execution.error_message.clone().unwrap_or_default() }),
+        status: execution.status.clone(),
         renders: Default::default(),
     })
 }

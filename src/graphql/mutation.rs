@@ -60,6 +60,24 @@ pub struct StartExecutionPayload {
     pub session: Session,
 }
 
+/// When a follow-up message is taken up.
+#[derive(async_graphql::Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum MessagePriority {
+    /// After the running turn (or within it, when Claude gets to it).
+    Next,
+    /// At once, replacing the running turn.
+    Now,
+}
+
+#[derive(SimpleObject)]
+pub struct SendMessagePayload {
+    pub execution: Execution,
+    /// Our uuid for the message: `command_uuid` in its `command_lifecycle`
+    /// lines, and listed in `user_message_uuids` of the result that ends its
+    /// turn.
+    pub message_id: ID,
+}
+
 #[derive(Default)]
 pub struct MutationRoot;
 
@@ -107,6 +125,42 @@ impl MutationRoot {
         let id = parse_id(&id, "id").gql()?;
         let execution = state(ctx)?.executor.cancel(&viewer(ctx)?.sub, id).await.gql()?;
         Ok(Execution(execution))
+    }
+
+    /// Ends the running turn cleanly (Claude's `interrupt` control request):
+    /// what it wrote so far is stored and the session stays resumable. The
+    /// execution then ends CANCELLED, unless a follow-up message (see
+    /// `sendMessage`) keeps it going. Unlike `cancelExecution`, no signal is
+    /// sent to the process.
+    async fn interrupt_execution(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Execution> {
+        let id = parse_id(&id, "id").gql()?;
+        let execution = state(ctx)?.executor.interrupt(&viewer(ctx)?.sub, id).await.gql()?;
+        Ok(Execution(execution))
+    }
+
+    /// Adds a message to a running execution. With `priority: NEXT` it is
+    /// queued (Claude may also take it into the running turn); with `NOW` it
+    /// replaces the running turn. The stream shows `command_lifecycle` lines
+    /// for it (`command_uuid` = the returned `messageId`), and the `result`
+    /// that ends its turn lists it in `user_message_uuids`.
+    async fn send_message(
+        &self,
+        ctx: &Context<'_>,
+        execution_id: ID,
+        text: String,
+        #[graphql(desc = "NEXT when not given")] priority: Option<MessagePriority>,
+    ) -> async_graphql::Result<SendMessagePayload> {
+        let id = parse_id(&execution_id, "executionId").gql()?;
+        if text.trim().is_empty() || text.len() > MAX_PROMPT {
+            return Err(AppError::bad_input("text", format!("`text` must be 1 to {MAX_PROMPT} bytes"))).gql();
+        }
+        let state = state(ctx)?;
+        let owner = &viewer(ctx)?.sub;
+        let now = priority == Some(MessagePriority::Now);
+        let message_id = state.executor.send_message(owner, id, text, now).await.gql()?;
+        let execution =
+            db::executions::get(&state.db, owner, id).await.gql()?.ok_or(AppError::NotFound("execution")).gql()?;
+        Ok(SendMessagePayload { execution: Execution(execution), message_id: ID(message_id.to_string()) })
     }
 
     /// Closes a session: what runs in it is cancelled, and new executions

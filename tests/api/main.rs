@@ -9,6 +9,7 @@ mod browser;
 mod failures;
 mod http;
 mod inputs;
+mod interactive;
 mod lifecycle;
 mod pipeline;
 mod replicas;

@@ -172,7 +172,7 @@ async fn resumed_session(app: TestApp) {
 async fn partial_messages_are_live_only(app: TestApp) {
     let (workspace, dir) = app.workspace().await;
     let (execution, session) = app
-        .start(json!({ "workspaceId": workspace, "prompt": "fake: messages=3", "includePartialMessages": true }))
+        .start(json!({ "workspaceId": workspace, "prompt": "fake: messages=3 delay_ms=150", "includePartialMessages": true }))
         .await;
     let events = app.events(&execution, 0).await.unwrap();
     let partial: Vec<&Value> = events.iter().filter(|e| e["type"] == "stream_event").collect();
