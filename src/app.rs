@@ -64,6 +64,7 @@ impl App {
                 starts_per_minute: std::num::NonZeroU32::new(config.max_starts_per_minute)
                     .unwrap_or(std::num::NonZeroU32::MIN),
                 max_active_per_user: config.max_active_executions_per_user,
+                permission_timeout: config.permission_timeout,
                 runner: Runner {
                     max_line_bytes: config.max_line_bytes,
                     grace: config.cancel_grace,
@@ -119,6 +120,10 @@ impl App {
                 crate::events::replicas::Request::Cancel(id) => executor.stop_local(id),
                 crate::events::replicas::Request::Interrupt(id) => {
                     executor.interrupt_local(id);
+                }
+                crate::events::replicas::Request::Answer(id) => {
+                    let executor = executor.clone();
+                    tokio::spawn(async move { executor.deliver_answer(id).await });
                 }
             },
             shutdown.clone(),

@@ -151,6 +151,10 @@ pub struct Config {
     #[arg(long = "max-active-executions-per-user", env = "MAX_ACTIVE_EXECUTIONS_PER_USER", default_value_t = 16)]
     pub max_active_executions_per_user: u64,
 
+    /// A tool-permission request not answered within this is denied.
+    #[arg(long = "permission-timeout", env = "PERMISSION_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub permission_timeout: Duration,
+
     /// Lets clients ask for `permissionMode: "bypassPermissions"`.
     #[arg(long = "allow-bypass-permissions", env = "ALLOW_BYPASS_PERMISSIONS")]
     pub allow_bypass_permissions: bool,

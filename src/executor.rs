@@ -63,6 +63,20 @@ struct Launch {
     /// Counts the run as pending until it gets a slot.
     pending: GaugeGuard,
     commands: mpsc::Receiver<RunCommand>,
+    /// For the recorder's answers (expired permission requests).
+    commands_tx: mpsc::Sender<RunCommand>,
+}
+
+/// A client's answer to a permission request.
+#[derive(Debug, Clone, Default)]
+pub struct PermissionAnswer {
+    pub allow: bool,
+    /// The tool input to run with (allow); the original one when None.
+    pub updated_input: Option<serde_json::Value>,
+    /// The reason given to the model (deny).
+    pub message: Option<String>,
+    /// Index of a `permission_suggestions` entry to apply (allow).
+    pub apply_suggestion: Option<usize>,
 }
 
 /// One live run's handles.
@@ -94,6 +108,7 @@ struct Inner {
     /// startExecution calls per user and minute.
     starts: DefaultKeyedRateLimiter<String>,
     max_active_per_user: u64,
+    permission_timeout: Duration,
 }
 
 /// How the executor is set up.
@@ -104,6 +119,7 @@ pub struct ExecutorConfig {
     pub runner: Runner,
     pub starts_per_minute: NonZeroU32,
     pub max_active_per_user: u64,
+    pub permission_timeout: Duration,
 }
 
 impl Executor {
@@ -121,6 +137,7 @@ impl Executor {
                 runs: Mutex::default(),
                 starts: RateLimiter::keyed(Quota::per_minute(config.starts_per_minute)),
                 max_active_per_user: config.max_active_per_user,
+                permission_timeout: config.permission_timeout,
             }),
         }
     }
@@ -213,11 +230,13 @@ impl Executor {
         txn.commit().await.map_err(db::DbError::from)?;
         // No await between the commit and the spawn: if the client goes away
         // and this future is dropped, the run still has its task.
+        let mut options = req.options;
+        options.require_approval = Some(options.require_approval.unwrap_or(workspace.require_approval));
         let command = ClaudeCommand {
             bin: self.inner.claude_bin.clone(),
             cwd: PathBuf::from(&workspace.path),
             resume: execution.resumed_from.clone(),
-            options: req.options,
+            options,
         };
         self.spawn_run(execution.clone(), command, req.prompt, publisher);
         let session = db::sessions::find(db, session.id).await?.unwrap_or(session);
@@ -226,6 +245,7 @@ impl Executor {
 
     fn spawn_run(&self, execution: execution::Model, command: ClaudeCommand, prompt: String, publisher: Publisher) {
         let (commands, command_rx) = mpsc::channel(COMMAND_BUFFER);
+        let commands_tx = commands.clone();
         let handle =
             RunHandle { stop: StopHandle::child_of(&self.inner.shutdown), commands, done: CancellationToken::new() };
         let pending = GaugeGuard::new(m::EXECUTIONS_PENDING);
@@ -234,7 +254,7 @@ impl Executor {
         let span = info_span!("execution", execution_id = %execution.id);
         self.inner.tracker.spawn(
             async move {
-                let launch = Launch { command, prompt, publisher, pending, commands: command_rx };
+                let launch = Launch { command, prompt, publisher, pending, commands: command_rx, commands_tx };
                 let status = this.run(&execution, launch, &handle.stop).await;
                 metrics::counter!(m::EXECUTIONS_FINISHED, "status" => status).increment(1);
                 this.lock_runs().remove(&execution.id);
@@ -246,7 +266,7 @@ impl Executor {
 
     /// One execution from queue to final record.
     async fn run(&self, execution: &execution::Model, launch: Launch, stop: &StopHandle) -> &'static str {
-        let Launch { command, prompt, publisher, pending, commands } = launch;
+        let Launch { command, prompt, publisher, pending, commands, commands_tx } = launch;
         let inner = &self.inner;
         // Wait for a slot (or a stop while waiting).
         let _permit = tokio::select! {
@@ -296,6 +316,9 @@ impl Executor {
             session_id: execution.session_id,
             session_base,
             max_turns: command.options.max_turns,
+            commands: commands_tx,
+            broker: inner.broker.clone(),
+            permission_timeout: inner.permission_timeout,
         };
         let store_stop = stop.clone();
         let recording = tokio::spawn(recorder.run(rx, move || store_stop.stop(StopReason::Shutdown)));
@@ -464,6 +487,72 @@ impl Executor {
         let (reply, written) = tokio::sync::oneshot::channel();
         handle.commands.send(RunCommand::Message { text, now, reply }).await.map_err(|_| not_running())?;
         written.await.map_err(|_| not_running())?.map_err(|why| AppError::bad_input("executionId", why))
+    }
+
+    /// Answers a pending permission request, exactly once: ALLOW (with the
+    /// tool input to use, and optionally one of the CLI's suggestions by
+    /// index) or DENY (with a message for the model). Any client of the
+    /// owner may answer; the answer reaches the run on whichever replica
+    /// has it.
+    pub async fn answer_permission(
+        &self,
+        owner: &str,
+        id: Uuid,
+        answer: PermissionAnswer,
+    ) -> AppResult<entity::permission_request::Model> {
+        let db = &self.inner.db;
+        let request = db::permissions::get(db, owner, id).await?.ok_or(AppError::NotFound("permission request"))?;
+        let settled = || AppError::bad_input("id", format!("the request is already {}", request.status));
+        if request.status != db::permissions::PENDING {
+            return Err(settled());
+        }
+        let response = if answer.allow {
+            let mut response = serde_json::json!({
+                "behavior": "allow",
+                "updatedInput": answer.updated_input.unwrap_or_else(|| request.input.clone()),
+            });
+            if let Some(index) = answer.apply_suggestion {
+                let suggestion = request.suggestions.as_ref().and_then(|s| s.get(index)).cloned();
+                let suggestion =
+                    suggestion.ok_or_else(|| AppError::bad_input("applySuggestion", "no suggestion has that index"))?;
+                response["updatedPermissions"] = serde_json::json!([suggestion]);
+            }
+            response
+        } else {
+            crate::events::recorder::deny(answer.message.as_deref().unwrap_or("The user denied this."))
+        };
+        let status = if answer.allow { db::permissions::ALLOWED } else { db::permissions::DENIED };
+        if !db::permissions::settle(db, id, status, Some(response), Some(owner)).await? {
+            return Err(AppError::bad_input("id", "the request was answered meanwhile"));
+        }
+        if !self.deliver_answer(id).await {
+            db::signals::notify(db, db::signals::PERMISSION_CHANNEL, id).await.map_err(db::DbError::from)?;
+        }
+        let answered = db::permissions::find(db, id).await?.ok_or(AppError::NotFound("permission request"))?;
+        let execution_id = answered.execution_id;
+        self.inner.broker.publish_to(
+            execution_id,
+            Event::Permission(crate::events::PermissionEvent {
+                execution_id,
+                request: Box::new(answered.clone()),
+                renders: Default::default(),
+            }),
+        );
+        Ok(answered)
+    }
+
+    /// Sends a settled request's decision to its run, if this server has
+    /// the run; false otherwise.
+    pub async fn deliver_answer(&self, id: Uuid) -> bool {
+        let Ok(Some(request)) = db::permissions::find(&self.inner.db, id).await else { return false };
+        let Some(response) = request.decision else { return false };
+        let handle = self.lock_runs().get(&request.execution_id).cloned();
+        match handle {
+            Some(handle) => {
+                handle.commands.send(RunCommand::Answer { request_id: request.request_id, response }).await.is_ok()
+            }
+            None => false,
+        }
     }
 
     /// Stops a run of this server, if it has it (a cancel that came to

@@ -3,5 +3,6 @@
 
 pub mod execution;
 pub mod message;
+pub mod permission_request;
 pub mod session;
 pub mod workspace;

@@ -13,6 +13,8 @@ pub struct Model {
     /// Canonical absolute path of the directory.
     pub path: String,
     pub created_at: DateTimeUtc,
+    /// Runs here ask before using tools unless startExecution says otherwise.
+    pub require_approval: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -29,6 +29,9 @@ pub struct RunOptions {
     pub permission_mode: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_budget_usd: Option<f64>,
+    /// Ask the server (and so a client) before using a tool.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub require_approval: Option<bool>,
     #[serde(default)]
     pub include_partial_messages: bool,
 }
@@ -77,6 +80,9 @@ impl ClaudeCommand {
         }
         if let Some(usd) = o.max_budget_usd {
             flag("--max-budget-usd", usd.to_string());
+        }
+        if o.require_approval == Some(true) {
+            flag("--permission-prompt-tool", "stdio".into());
         }
         if o.include_partial_messages {
             args.push("--include-partial-messages".into());

@@ -4,6 +4,7 @@
 
 pub mod executions;
 pub mod messages;
+pub mod permissions;
 pub mod sessions;
 pub mod signals;
 pub mod workspaces;

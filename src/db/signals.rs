@@ -5,6 +5,8 @@ use uuid::Uuid;
 
 /// New messages or a new status for the execution named in the payload.
 pub const EVENTS_CHANNEL: &str = "claude_graphql_events";
+/// Deliver the answer of the permission request named in the payload.
+pub const PERMISSION_CHANNEL: &str = "claude_graphql_permission";
 /// Interrupt the running turn of the execution named in the payload.
 pub const INTERRUPT_CHANNEL: &str = "claude_graphql_interrupt";
 /// Cancel the execution named in the payload, wherever it runs.

@@ -7,13 +7,20 @@ use uuid::Uuid;
 
 use super::DbResult;
 
-pub async fn create(db: &DatabaseConnection, owner: &str, name: &str, path: &str) -> DbResult<workspace::Model> {
+pub async fn create(
+    db: &DatabaseConnection,
+    owner: &str,
+    name: &str,
+    path: &str,
+    require_approval: bool,
+) -> DbResult<workspace::Model> {
     let model = workspace::ActiveModel {
         id: Set(Uuid::now_v7()),
         owner: Set(owner.to_owned()),
         name: Set(name.to_owned()),
         path: Set(path.to_owned()),
         created_at: Set(Utc::now()),
+        require_approval: Set(require_approval),
     };
     Ok(model.insert(db).await?)
 }

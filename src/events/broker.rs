@@ -46,6 +46,14 @@ impl Broker {
         self.lock().get(&execution_id).map(broadcast::Sender::subscribe)
     }
 
+    /// Sends an event to an execution's live subscribers from outside its
+    /// recorder (an answered permission request); live only, no `seq`.
+    pub fn publish_to(&self, execution_id: Uuid, event: Event) {
+        if let Some(tx) = self.lock().get(&execution_id) {
+            let _ = tx.send(Arc::new(event));
+        }
+    }
+
     pub fn wakeups(&self) -> &super::replicas::Wakeups {
         &self.wakeups
     }

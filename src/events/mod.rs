@@ -100,12 +100,21 @@ pub fn is_terminal(status: &str) -> bool {
     matches!(status, "COMPLETED" | "FAILED" | "CANCELLED")
 }
 
+/// A tool-permission request was made or settled.
+#[derive(Debug, Clone)]
+pub struct PermissionEvent {
+    pub execution_id: Uuid,
+    pub request: Box<entity::permission_request::Model>,
+    pub renders: Renders,
+}
+
 /// What subscribers receive.
 #[derive(Debug, Clone)]
 pub enum Event {
     Message(MessageEvent),
     Progress(ProgressEvent),
     Status(StatusEvent),
+    Permission(PermissionEvent),
 }
 
 impl Event {
@@ -115,6 +124,7 @@ impl Event {
             Event::Message(m) => &m.renders,
             Event::Progress(p) => &p.renders,
             Event::Status(s) => &s.renders,
+            Event::Permission(p) => &p.renders,
         }
     }
 }

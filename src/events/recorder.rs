@@ -10,13 +10,13 @@ use std::{sync::Arc, time::Duration};
 
 use sea_orm::DatabaseConnection;
 use serde::Deserialize;
-use tokio::{sync::mpsc, time::Instant};
+use tokio::{sync::mpsc, task::JoinSet, time::Instant};
 use tracing::{error, warn};
 use uuid::Uuid;
 
-use super::{Event, MessageEvent, ProgressEvent, Publisher};
+use super::{Broker, Event, MessageEvent, PermissionEvent, ProgressEvent, Publisher};
 use crate::{
-    claude::{Line, LineKind},
+    claude::{Line, LineKind, RunCommand},
     db::{self, messages::NewMessage},
     telemetry::metrics as m,
 };
@@ -38,6 +38,11 @@ pub struct Recorder {
     pub session_base: i64,
     /// `maxTurns` of the run, for the progress estimate.
     pub max_turns: Option<i32>,
+    /// For permission requests: answers to the runner (a request that
+    /// expires is denied), events to subscribers from the expiry timers.
+    pub commands: mpsc::Sender<RunCommand>,
+    pub broker: Broker,
+    pub permission_timeout: Duration,
 }
 
 /// What the recorder saw, for the execution's final record.
@@ -69,7 +74,10 @@ impl Recorder {
         let mut last_api_message: Option<String> = None;
         let mut last_progress = Instant::now() - PROGRESS_EVERY;
         let mut incoming = Vec::with_capacity(64);
+        // Expiry timers of permission requests; dropped (aborted) with the run.
+        let mut expiries = JoinSet::new();
         while lines.recv_many(&mut incoming, MAX_BATCH).await > 0 {
+            let mut control = Vec::new();
             let mut to_store = Vec::with_capacity(incoming.len());
             let mut to_publish = Vec::with_capacity(incoming.len());
             for line in incoming.drain(..) {
@@ -80,6 +88,9 @@ impl Recorder {
                     Some(recorded.message_count)
                 };
                 self.observe(&line, &mut recorded, &mut last_api_message).await;
+                if line.kind == LineKind::ControlRequest || line.type_name == "control_cancel_request" {
+                    control.push(line.payload.clone());
+                }
                 let event = MessageEvent {
                     execution_id: self.execution_id,
                     seq,
@@ -111,6 +122,9 @@ impl Recorder {
             }
             for event in to_publish {
                 self.publisher.publish(Event::Message(event));
+            }
+            for payload in control {
+                self.on_control(&payload, &mut expiries).await;
             }
             if last_progress.elapsed() >= PROGRESS_EVERY {
                 last_progress = Instant::now();
@@ -155,6 +169,60 @@ impl Recorder {
         }
     }
 
+    /// A permission prompt from the CLI becomes a stored request (with an
+    /// expiry that denies it); the CLI's cancel of one settles it.
+    async fn on_control(&self, payload: &str, expiries: &mut JoinSet<()>) {
+        let Ok(line) = serde_json::from_str::<serde_json::Value>(payload) else { return };
+        let request_id = line["request_id"].as_str().unwrap_or_default().to_owned();
+        if line["type"] == "control_cancel_request" {
+            if let Ok(Some(request)) = db::permissions::by_request_id(&self.db, self.execution_id, &request_id).await {
+                settle_and_tell(&self.db, &self.broker, request.id, db::permissions::CANCELLED, None).await;
+            }
+            return;
+        }
+        let request = &line["request"];
+        if request["subtype"] != "can_use_tool" {
+            return;
+        }
+        let text = |key: &str| request[key].as_str().map(str::to_owned);
+        let new = db::permissions::NewRequest {
+            execution_id: self.execution_id,
+            request_id: request_id.clone(),
+            tool_name: text("tool_name").unwrap_or_default(),
+            tool_use_id: text("tool_use_id"),
+            input: request["input"].clone(),
+            description: text("description"),
+            blocked_path: text("blocked_path"),
+            suggestions: request.get("permission_suggestions").cloned(),
+            expires_at: chrono::Utc::now() + self.permission_timeout,
+        };
+        let created = match db::permissions::create(&self.db, new).await {
+            Ok(created) => created,
+            Err(e) => {
+                // Fail closed: the CLI would wait forever.
+                warn!(error = %e, "could not store a permission request; denying it");
+                let response = deny("the server could not record this request");
+                let _ = self.commands.send(RunCommand::Answer { request_id, response }).await;
+                return;
+            }
+        };
+        self.publisher.publish(Event::Permission(PermissionEvent {
+            execution_id: self.execution_id,
+            request: Box::new(created.clone()),
+            renders: Default::default(),
+        }));
+        // The CLI waits with no time limit: deny when the time is up.
+        let (db, broker, commands, timeout) =
+            (self.db.clone(), self.broker.clone(), self.commands.clone(), self.permission_timeout);
+        expiries.spawn(async move {
+            tokio::time::sleep(timeout).await;
+            let response = deny("no answer came in time");
+            if settle_and_tell(&db, &broker, created.id, db::permissions::EXPIRED, Some(response.clone())).await {
+                let _ = commands.send(RunCommand::Answer { request_id: created.request_id, response }).await;
+            }
+        });
+    }
+
     /// Stores a batch, retrying with backoff; false if it could not.
     async fn store(&self, batch: &[NewMessage]) -> bool {
         if batch.is_empty() {
@@ -178,5 +246,42 @@ impl Recorder {
             }
         }
         false
+    }
+}
+
+/// The answer that refuses a tool, with a reason for the model.
+pub fn deny(message: &str) -> serde_json::Value {
+    serde_json::json!({ "behavior": "deny", "message": message })
+}
+
+/// Settles a pending request and tells the execution's subscribers; false
+/// if it was no longer pending.
+pub async fn settle_and_tell(
+    db: &sea_orm::DatabaseConnection,
+    broker: &Broker,
+    id: Uuid,
+    status: &str,
+    decision: Option<serde_json::Value>,
+) -> bool {
+    match db::permissions::settle(db, id, status, decision, None).await {
+        Ok(true) => {
+            if let Ok(Some(request)) = db::permissions::find(db, id).await {
+                let execution_id = request.execution_id;
+                broker.publish_to(
+                    execution_id,
+                    Event::Permission(PermissionEvent {
+                        execution_id,
+                        request: Box::new(request),
+                        renders: Default::default(),
+                    }),
+                );
+            }
+            true
+        }
+        Ok(false) => false,
+        Err(e) => {
+            warn!(error = %e, "could not settle a permission request");
+            false
+        }
     }
 }

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 use uuid::Uuid;
 
-use crate::db::signals::{CANCEL_CHANNEL, EVENTS_CHANNEL, INTERRUPT_CHANNEL};
+use crate::db::signals::{CANCEL_CHANNEL, EVENTS_CHANNEL, INTERRUPT_CHANNEL, PERMISSION_CHANNEL};
 
 /// Wakes local subscribers whose execution runs on another replica.
 #[derive(Clone)]
@@ -58,6 +58,8 @@ impl Wakeups {
 pub enum Request {
     Cancel(Uuid),
     Interrupt(Uuid),
+    /// Deliver the answer of this permission request.
+    Answer(Uuid),
 }
 
 /// Listens for the other replicas' signals until `stop` is cancelled:
@@ -75,7 +77,7 @@ pub async fn listen(
     let mut listener = loop {
         let attempt = async {
             let mut listener = sea_orm::sqlx::postgres::PgListener::connect_with(&pool).await?;
-            listener.listen_all([EVENTS_CHANNEL, CANCEL_CHANNEL, INTERRUPT_CHANNEL]).await?;
+            listener.listen_all([EVENTS_CHANNEL, CANCEL_CHANNEL, INTERRUPT_CHANNEL, PERMISSION_CHANNEL]).await?;
             Ok::<_, sea_orm::sqlx::Error>(listener)
         };
         match attempt.await {
@@ -101,6 +103,7 @@ pub async fn listen(
                 match n.channel() {
                     CANCEL_CHANNEL => on_request(Request::Cancel(id)),
                     INTERRUPT_CHANNEL => on_request(Request::Interrupt(id)),
+                    PERMISSION_CHANNEL => on_request(Request::Answer(id)),
                     _ => wakeups.wake(id),
                 }
             }

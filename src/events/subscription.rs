@@ -14,7 +14,9 @@ use tokio::sync::broadcast::error::RecvError;
 use tracing::warn;
 use uuid::Uuid;
 
-use super::{is_terminal, replicas::Wakeups, Broker, Event, MessageEvent, ProgressEvent, RunError, StatusEvent};
+use super::{
+    is_terminal, replicas::Wakeups, Broker, Event, MessageEvent, PermissionEvent, ProgressEvent, RunError, StatusEvent,
+};
 use crate::{
     db,
     telemetry::metrics::{self as m, GaugeGuard},
@@ -42,6 +44,7 @@ pub fn execution_events(
         let mut last = after_seq;
         // Set once the run is known to be over: catch up, send it, end.
         let mut finished: Option<Arc<Event>> = None;
+        let mut told_pending = false;
         loop {
             // Catch up from the store.
             loop {
@@ -58,6 +61,14 @@ pub fn execution_events(
             if let Some(status) = finished.take() {
                 yield status;
                 return;
+            }
+            if !told_pending {
+                // Permission requests are announced live; one made before
+                // this subscriber came is still waiting for an answer.
+                told_pending = true;
+                for request in db::permissions::of_execution(&db, execution_id, true).await.unwrap_or_default() {
+                    yield Arc::new(Event::Permission(PermissionEvent { execution_id, request: Box::new(request), renders: Default::default() }));
+                }
             }
             // Messages are stored before the status turns terminal, so one
             // more catch-up after seeing it finds everything.

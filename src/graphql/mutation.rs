@@ -4,13 +4,13 @@ use std::path::{Path, PathBuf};
 
 use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
 
-use super::types::{parse_id, state, viewer, Execution, Json, Session, Workspace};
+use super::types::{parse_id, state, viewer, Execution, Json, PermissionRequest, Session, Workspace};
 use crate::{
     claude::RunOptions,
     config::Config,
     db,
     error::{AppError, AppResult, Gql},
-    executor::StartRequest,
+    executor::{PermissionAnswer, StartRequest},
 };
 
 /// Limits on what a client may send.
@@ -29,6 +29,9 @@ pub struct CreateWorkspaceInput {
     /// An existing directory on the server (under a WORKSPACE_ROOTS entry
     /// when those are set). Stored canonicalised.
     pub path: String,
+    /// Runs here ask before using a tool, unless startExecution says
+    /// otherwise (default false).
+    pub require_approval: Option<bool>,
 }
 
 #[derive(InputObject)]
@@ -48,6 +51,11 @@ pub struct StartExecutionInput {
     pub permission_mode: Option<String>,
     /// Stop the run once it has cost this much (US dollars; BUDGET_EXCEEDED).
     pub max_budget_usd: Option<f64>,
+    /// Claude asks before using a tool: each request shows up as a
+    /// PermissionRequestEvent and in `pendingPermissionRequests`, and waits
+    /// for `answerPermissionRequest` (denied when unanswered in time).
+    /// Default: the workspace's `requireApproval`.
+    pub require_approval: Option<bool>,
     /// Also stream partial-token events (live only, no `seq`).
     pub include_partial_messages: Option<bool>,
     /// Anything of yours, kept with the execution.
@@ -58,6 +66,13 @@ pub struct StartExecutionInput {
 pub struct StartExecutionPayload {
     pub execution: Execution,
     pub session: Session,
+}
+
+/// An answer to a permission request.
+#[derive(async_graphql::Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum PermissionDecision {
+    Allow,
+    Deny,
 }
 
 /// When a follow-up message is taken up.
@@ -99,7 +114,8 @@ impl MutationRoot {
         if db::workspaces::overlapping_foreign(&state.db, owner, &path).await.gql()? {
             return Err(AppError::bad_input("path", "this directory is not available")).gql();
         }
-        let workspace = db::workspaces::create(&state.db, owner, name, &path).await.gql()?;
+        let require_approval = input.require_approval.unwrap_or(false);
+        let workspace = db::workspaces::create(&state.db, owner, name, &path, require_approval).await.gql()?;
         Ok(Workspace(workspace))
     }
 
@@ -161,6 +177,38 @@ impl MutationRoot {
         let execution =
             db::executions::get(&state.db, owner, id).await.gql()?.ok_or(AppError::NotFound("execution")).gql()?;
         Ok(SendMessagePayload { execution: Execution(execution), message_id: ID(message_id.to_string()) })
+    }
+
+    /// Answers a pending permission request, exactly once (a second answer,
+    /// or one after it expired, is refused). ALLOW runs the tool, with
+    /// `updatedInput` instead of the requested input when given, and
+    /// `applySuggestion` (an index into `suggestions`) applied; DENY refuses
+    /// it, with `message` for Claude.
+    async fn answer_permission_request(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        decision: PermissionDecision,
+        updated_input: Option<Json>,
+        message: Option<String>,
+        apply_suggestion: Option<i32>,
+    ) -> async_graphql::Result<PermissionRequest> {
+        let id = parse_id(&id, "id").gql()?;
+        if message.as_ref().is_some_and(|m| m.len() > MAX_SYSTEM_PROMPT) {
+            return Err(AppError::bad_input("message", "`message` is too long")).gql();
+        }
+        let apply_suggestion = match apply_suggestion {
+            Some(i) if i < 0 => return Err(AppError::bad_input("applySuggestion", "must not be negative")).gql(),
+            other => other.map(|i| i as usize),
+        };
+        let answer = PermissionAnswer {
+            allow: decision == PermissionDecision::Allow,
+            updated_input: updated_input.map(|j| j.0),
+            message,
+            apply_suggestion,
+        };
+        let request = state(ctx)?.executor.answer_permission(&viewer(ctx)?.sub, id, answer).await.gql()?;
+        Ok(PermissionRequest(request))
     }
 
     /// Closes a session: what runs in it is cancelled, and new executions
@@ -296,6 +344,7 @@ fn start_request(config: &Config, input: StartExecutionInput) -> AppResult<Start
             model: input.model,
             permission_mode: input.permission_mode,
             max_budget_usd: input.max_budget_usd,
+            require_approval: input.require_approval,
             include_partial_messages: input.include_partial_messages.unwrap_or(false),
         },
         metadata: input.metadata.map(|m| m.0),

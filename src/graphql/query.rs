@@ -2,7 +2,9 @@
 
 use async_graphql::{connection::Connection, Context, Object, ID};
 
-use super::types::{parse_id, state, viewer, Execution, LogEntry, PageArgs, Session, SessionStatus, Workspace};
+use super::types::{
+    parse_id, state, viewer, Execution, LogEntry, PageArgs, PermissionRequest, Session, SessionStatus, Workspace,
+};
 use crate::{
     db,
     error::{AppError, Gql},
@@ -83,6 +85,23 @@ impl QueryRoot {
         db::sessions::get(&state.db, &viewer(ctx)?.sub, id).await.gql()?.ok_or(AppError::NotFound("session")).gql()?;
         let rows = db::messages::session_logs(&state.db, id, after, limit as u64).await.gql()?;
         Ok(rows.into_iter().map(LogEntry).collect())
+    }
+
+    /// The permission requests of an execution that wait for an answer.
+    async fn pending_permission_requests(
+        &self,
+        ctx: &Context<'_>,
+        execution_id: ID,
+    ) -> async_graphql::Result<Vec<PermissionRequest>> {
+        let id = parse_id(&execution_id, "executionId").gql()?;
+        let state = state(ctx)?;
+        db::executions::get(&state.db, &viewer(ctx)?.sub, id)
+            .await
+            .gql()?
+            .ok_or(AppError::NotFound("execution"))
+            .gql()?;
+        let rows = db::permissions::of_execution(&state.db, id, true).await.gql()?;
+        Ok(rows.into_iter().map(PermissionRequest).collect())
     }
 
     /// An execution of yours, or null.

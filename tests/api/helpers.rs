@@ -259,6 +259,7 @@ pub const EVENTS_SUBSCRIPTION: &str =
     ... on MessageEvent { seq executionId type subtype message }
     ... on ProgressEvent { executionId progress messageCount numTurns costUsd elapsedMs }
     ... on StatusEvent { executionId status error { code message } }
+    ... on PermissionRequestEvent { executionId request { id toolName status input description blockedPath } }
 } }";
 
 #[derive(Serialize)]

@@ -14,7 +14,7 @@ use uuid::Uuid;
 async fn a_lagging_subscriber_catches_up_from_the_store() {
     let dir = tempfile::tempdir().unwrap();
     let conn = db::connect(&format!("sqlite://{}/t.db?mode=rwc", dir.path().display())).await.unwrap();
-    let workspace = db::workspaces::create(&conn, "me", "w", "/tmp").await.unwrap();
+    let workspace = db::workspaces::create(&conn, "me", "w", "/tmp", false).await.unwrap();
     let execution_id = Uuid::now_v7();
     let session = db::sessions::create(&conn, workspace.id, execution_id).await.unwrap();
     db::executions::create(

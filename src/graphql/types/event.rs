@@ -6,7 +6,7 @@ use async_graphql::{Object, Union, ID};
 use chrono::{DateTime, Utc};
 use entity::message;
 
-use super::{ExecutionStatus, RawJson, RunErrorInfo};
+use super::{ExecutionStatus, PermissionRequest, RawJson, RunErrorInfo};
 use crate::events::{self, Event};
 
 /// One event of an execution's stream.
@@ -15,6 +15,7 @@ pub enum ExecutionEvent {
     Message(MessageEvent),
     Progress(ProgressEvent),
     Status(StatusEvent),
+    PermissionRequest(PermissionRequestEvent),
 }
 
 impl From<Arc<Event>> for ExecutionEvent {
@@ -23,6 +24,7 @@ impl From<Arc<Event>> for ExecutionEvent {
             Event::Message(_) => ExecutionEvent::Message(MessageEvent(event)),
             Event::Progress(_) => ExecutionEvent::Progress(ProgressEvent(event)),
             Event::Status(_) => ExecutionEvent::Status(StatusEvent(event)),
+            Event::Permission(_) => ExecutionEvent::PermissionRequest(PermissionRequestEvent(event)),
         }
     }
 }
@@ -136,6 +138,27 @@ impl StatusEvent {
 
     async fn error(&self) -> Option<RunErrorInfo> {
         self.inner().error.clone().map(Into::into)
+    }
+}
+
+/// A tool-permission request was made, answered, expired or cancelled
+/// (live only; `pendingPermissionRequests` lists the open ones).
+pub struct PermissionRequestEvent(Arc<Event>);
+
+#[Object]
+impl PermissionRequestEvent {
+    async fn execution_id(&self) -> ID {
+        match &*self.0 {
+            Event::Permission(p) => ID(p.execution_id.to_string()),
+            _ => unreachable!("built from a permission event"),
+        }
+    }
+
+    async fn request(&self) -> PermissionRequest {
+        match &*self.0 {
+            Event::Permission(p) => PermissionRequest((*p.request).clone()),
+            _ => unreachable!("built from a permission event"),
+        }
     }
 }
 

@@ -4,7 +4,7 @@ use async_graphql::{Context, Enum, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use entity::execution;
 
-use super::{state, viewer, Json, Session, Workspace};
+use super::{state, viewer, Json, PermissionRequest, Session, Workspace};
 use crate::{
     db,
     error::{AppError, Gql},
@@ -142,6 +142,13 @@ impl Execution {
     /// Claude's session id for this run.
     async fn claude_session_id(&self) -> Option<&str> {
         self.0.claude_session_id.as_deref()
+    }
+
+    /// Every tool-permission request of the run and how it was settled
+    /// (the audit trail), oldest first.
+    async fn permission_requests(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<PermissionRequest>> {
+        let rows = db::permissions::of_execution(&state(ctx)?.db, self.0.id, false).await.gql()?;
+        Ok(rows.into_iter().map(PermissionRequest).collect())
     }
 
     async fn session(&self, ctx: &Context<'_>) -> async_graphql::Result<Session> {

@@ -4,6 +4,7 @@ mod connection;
 mod event;
 mod execution;
 mod json;
+mod permission;
 mod session;
 mod workspace;
 
@@ -11,6 +12,7 @@ pub use connection::{decode_cursor, page, PageArgs};
 pub use event::{ExecutionEvent, LogEntry};
 pub use execution::{Execution, ExecutionStatus, RunErrorInfo};
 pub use json::{Json, RawJson};
+pub use permission::{PermissionRequest, PermissionStatus};
 pub use session::{Session, SessionStatus};
 pub use workspace::Workspace;
 

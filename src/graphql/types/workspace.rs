@@ -29,6 +29,11 @@ impl Workspace {
         self.0.created_at
     }
 
+    /// Runs here ask before using a tool unless startExecution says otherwise.
+    async fn require_approval(&self) -> bool {
+        self.0.require_approval
+    }
+
     /// The workspace's sessions, newest first.
     pub async fn sessions(
         &self,

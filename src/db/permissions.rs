@@ -1,0 +1,118 @@
+//! Permission requests: created when the CLI asks, answered exactly once.
+
+use chrono::{DateTime, Utc};
+use entity::{execution, permission_request, workspace};
+use sea_orm::{prelude::*, sea_query::Query, ActiveValue::Set, QueryOrder};
+use serde_json::Value as Json;
+use uuid::Uuid;
+
+use super::DbResult;
+
+pub const PENDING: &str = "PENDING";
+pub const ALLOWED: &str = "ALLOWED";
+pub const DENIED: &str = "DENIED";
+pub const EXPIRED: &str = "EXPIRED";
+pub const CANCELLED: &str = "CANCELLED";
+
+/// A `can_use_tool` request as the CLI sent it.
+pub struct NewRequest {
+    pub execution_id: Uuid,
+    pub request_id: String,
+    pub tool_name: String,
+    pub tool_use_id: Option<String>,
+    pub input: Json,
+    pub description: Option<String>,
+    pub blocked_path: Option<String>,
+    pub suggestions: Option<Json>,
+    pub expires_at: DateTime<Utc>,
+}
+
+pub async fn create(db: &DatabaseConnection, new: NewRequest) -> DbResult<permission_request::Model> {
+    let model = permission_request::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        execution_id: Set(new.execution_id),
+        request_id: Set(new.request_id),
+        tool_name: Set(new.tool_name),
+        tool_use_id: Set(new.tool_use_id),
+        input: Set(new.input),
+        description: Set(new.description),
+        blocked_path: Set(new.blocked_path),
+        suggestions: Set(new.suggestions),
+        status: Set(PENDING.into()),
+        decision: Set(None),
+        answered_by: Set(None),
+        created_at: Set(Utc::now()),
+        expires_at: Set(new.expires_at),
+        answered_at: Set(None),
+    };
+    Ok(model.insert(db).await?)
+}
+
+/// The request, if its execution's workspace belongs to `owner`.
+pub async fn get(db: &DatabaseConnection, owner: &str, id: Uuid) -> DbResult<Option<permission_request::Model>> {
+    let owned_executions = Query::select()
+        .column((execution::Entity, execution::Column::Id))
+        .from(execution::Entity)
+        .inner_join(
+            workspace::Entity,
+            Expr::col((workspace::Entity, workspace::Column::Id))
+                .equals((execution::Entity, execution::Column::WorkspaceId)),
+        )
+        .and_where(Expr::col((workspace::Entity, workspace::Column::Owner)).eq(owner))
+        .to_owned();
+    Ok(permission_request::Entity::find_by_id(id)
+        .filter(permission_request::Column::ExecutionId.in_subquery(owned_executions))
+        .one(db)
+        .await?)
+}
+
+pub async fn find(db: &DatabaseConnection, id: Uuid) -> DbResult<Option<permission_request::Model>> {
+    Ok(permission_request::Entity::find_by_id(id).one(db).await?)
+}
+
+/// An execution's requests, oldest first; only pending ones if asked.
+pub async fn of_execution(
+    db: &DatabaseConnection,
+    execution_id: Uuid,
+    pending_only: bool,
+) -> DbResult<Vec<permission_request::Model>> {
+    let mut query = permission_request::Entity::find().filter(permission_request::Column::ExecutionId.eq(execution_id));
+    if pending_only {
+        query = query.filter(permission_request::Column::Status.eq(PENDING));
+    }
+    Ok(query.order_by_asc(permission_request::Column::Id).all(db).await?)
+}
+
+/// PENDING -> `status`, recording the decision. False when it was no
+/// longer pending: every request is answered exactly once.
+pub async fn settle(
+    db: &DatabaseConnection,
+    id: Uuid,
+    status: &str,
+    decision: Option<Json>,
+    answered_by: Option<&str>,
+) -> DbResult<bool> {
+    let updated = permission_request::Entity::update_many()
+        .col_expr(permission_request::Column::Status, Expr::value(status))
+        .col_expr(permission_request::Column::Decision, Expr::value(decision))
+        .col_expr(permission_request::Column::AnsweredBy, Expr::value(answered_by.map(str::to_owned)))
+        .col_expr(permission_request::Column::AnsweredAt, Expr::value(Utc::now()))
+        .filter(permission_request::Column::Id.eq(id))
+        .filter(permission_request::Column::Status.eq(PENDING))
+        .exec(db)
+        .await?;
+    Ok(updated.rows_affected == 1)
+}
+
+/// The pending request of an execution with the CLI's `request_id`.
+pub async fn by_request_id(
+    db: &DatabaseConnection,
+    execution_id: Uuid,
+    request_id: &str,
+) -> DbResult<Option<permission_request::Model>> {
+    Ok(permission_request::Entity::find()
+        .filter(permission_request::Column::ExecutionId.eq(execution_id))
+        .filter(permission_request::Column::RequestId.eq(request_id))
+        .one(db)
+        .await?)
+}
