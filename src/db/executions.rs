@@ -1,10 +1,8 @@
 //! Executions: one run of `claude` each.
 
 use chrono::Utc;
-use entity::{execution, session, workspace};
-use sea_orm::{
-    prelude::*, sea_query::Query, ActiveValue::Set, PaginatorTrait, QueryOrder, QuerySelect, TransactionTrait,
-};
+use entity::{execution, session};
+use sea_orm::{prelude::*, ActiveValue::Set, PaginatorTrait, QueryOrder, QuerySelect, TransactionTrait};
 use serde_json::Value as Json;
 use uuid::Uuid;
 
@@ -57,11 +55,7 @@ pub async fn create(db: &impl ConnectionTrait, new: NewExecution) -> DbResult<ex
 
 /// The execution, if its workspace belongs to `owner`.
 pub async fn get(db: &impl ConnectionTrait, owner: &str, id: Uuid) -> DbResult<Option<execution::Model>> {
-    let owned = Query::select()
-        .column(workspace::Column::Id)
-        .from(workspace::Entity)
-        .and_where(workspace::Column::Owner.eq(owner))
-        .to_owned();
+    let owned = super::workspaces::owned_by(owner);
     Ok(execution::Entity::find_by_id(id).filter(execution::Column::WorkspaceId.in_subquery(owned)).one(db).await?)
 }
 
@@ -168,11 +162,7 @@ pub async fn finish(db: &DatabaseConnection, id: Uuid, session_id: Uuid, f: Fini
 
 /// How many PENDING or RUNNING executions `owner` has.
 pub async fn count_active(db: &DatabaseConnection, owner: &str) -> DbResult<u64> {
-    let owned = Query::select()
-        .column(workspace::Column::Id)
-        .from(workspace::Entity)
-        .and_where(workspace::Column::Owner.eq(owner))
-        .to_owned();
+    let owned = super::workspaces::owned_by(owner);
     Ok(execution::Entity::find()
         .filter(execution::Column::Status.is_in([PENDING, RUNNING]))
         .filter(execution::Column::WorkspaceId.in_subquery(owned))

@@ -1,8 +1,8 @@
 //! Sessions: a workspace's conversations with Claude.
 
 use chrono::Utc;
-use entity::{session, workspace};
-use sea_orm::{prelude::*, sea_query::Query, ActiveValue::Set, QueryOrder, QuerySelect};
+use entity::session;
+use sea_orm::{prelude::*, ActiveValue::Set, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
 use super::DbResult;
@@ -27,19 +27,10 @@ pub async fn create(db: &impl ConnectionTrait, workspace_id: Uuid, execution_id:
     Ok(model.insert(db).await?)
 }
 
-/// The owner's workspace ids, as a subquery.
-fn owned_workspaces(owner: &str) -> sea_orm::sea_query::SelectStatement {
-    Query::select()
-        .column(workspace::Column::Id)
-        .from(workspace::Entity)
-        .and_where(workspace::Column::Owner.eq(owner))
-        .to_owned()
-}
-
 /// The session, if its workspace belongs to `owner`.
 pub async fn get(db: &impl ConnectionTrait, owner: &str, id: Uuid) -> DbResult<Option<session::Model>> {
     Ok(session::Entity::find_by_id(id)
-        .filter(session::Column::WorkspaceId.in_subquery(owned_workspaces(owner)))
+        .filter(session::Column::WorkspaceId.in_subquery(super::workspaces::owned_by(owner)))
         .one(db)
         .await?)
 }

@@ -25,6 +25,16 @@ pub async fn create(
     Ok(model.insert(db).await?)
 }
 
+/// The ids of `owner`'s workspaces, as a subquery: every owner-scoped
+/// lookup of what lies under a workspace filters on it.
+pub fn owned_by(owner: &str) -> sea_orm::sea_query::SelectStatement {
+    sea_orm::sea_query::Query::select()
+        .column(workspace::Column::Id)
+        .from(workspace::Entity)
+        .and_where(workspace::Column::Owner.eq(owner))
+        .to_owned()
+}
+
 /// The workspace, if it exists and belongs to `owner`.
 pub async fn get(db: &impl ConnectionTrait, owner: &str, id: Uuid) -> DbResult<Option<workspace::Model>> {
     Ok(workspace::Entity::find_by_id(id).filter(workspace::Column::Owner.eq(owner)).one(db).await?)

@@ -46,6 +46,26 @@ pub fn build_schema(state: Option<AppState>, persisted: LruCacheStorage) -> AppS
     builder.finish()
 }
 
+/// A request from the four GraphQL-over-HTTP / graphql-ws parameters.
+pub fn request(
+    query: Option<String>,
+    operation_name: Option<String>,
+    variables: Option<serde_json::Map<String, serde_json::Value>>,
+    extensions: Option<serde_json::Map<String, serde_json::Value>>,
+) -> async_graphql::Request {
+    let mut request = async_graphql::Request::new(query.unwrap_or_default());
+    request.operation_name = operation_name;
+    request.variables = async_graphql::Variables::from_json(serde_json::Value::Object(variables.unwrap_or_default()));
+    request.extensions = async_graphql::Extensions(
+        extensions
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(k, v)| async_graphql::Value::from_json(v).ok().map(|v| (k, v)))
+            .collect(),
+    );
+    request
+}
+
 /// The SDL, as checked in as `schema.graphql`.
 pub fn sdl() -> String {
     build_schema(None, persisted_queries()).sdl()

@@ -15,7 +15,7 @@
 use async_graphql::{
     extensions::apollo_persisted_queries::{CacheStorage, LruCacheStorage},
     parser::{parse_query, types::OperationType},
-    Request, ServerError, Variables,
+    ServerError,
 };
 use axum::{
     body::Bytes,
@@ -215,17 +215,8 @@ pub async fn graphql_http(
         return response;
     }
 
-    let mut request = Request::new(params.query.unwrap_or_default()).data(trace.clone());
-    request.operation_name = params.operation_name;
-    request.variables = Variables::from_json(Value::Object(params.variables.unwrap_or_default()));
-    request.extensions = async_graphql::Extensions(
-        params
-            .extensions
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|(k, v)| async_graphql::Value::from_json(v).ok().map(|v| (k, v)))
-            .collect(),
-    );
+    let mut request = crate::graphql::request(params.query, params.operation_name, params.variables, params.extensions)
+        .data(trace.clone());
     let credentials = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     if let Some(viewer) = http.auth.viewer(credentials) {
         request = request.data(viewer);

@@ -20,7 +20,7 @@ use async_graphql::{
         parse_query,
         types::{OperationType, Selection},
     },
-    Data, Request, Response, ServerError, Variables,
+    Data, Request, Response, ServerError,
 };
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::{stream, FutureExt, SinkExt, Stream, StreamExt};
@@ -455,18 +455,8 @@ impl Connection {
 
 impl OperationPayload {
     fn request(&self) -> Request {
-        let mut request = Request::new(self.query.clone().unwrap_or_default());
-        request.operation_name = self.operation_name.clone();
-        request.variables = Variables::from_json(Value::Object(self.variables.clone().unwrap_or_default()));
-        request.extensions = async_graphql::Extensions(
-            self.extensions
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|(k, v)| async_graphql::Value::from_json(v).ok().map(|v| (k, v)))
-                .collect(),
-        );
-        request
+        let this = self.clone();
+        crate::graphql::request(this.query, this.operation_name, this.variables, this.extensions)
     }
 }
 
