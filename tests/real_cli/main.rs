@@ -1,0 +1,138 @@
+//! The real Claude Code CLI through the real server, against a mock of the
+//! Anthropic Messages API served here on loopback. Runs when
+//! TEST_CLAUDE_BIN points at the CLI (`.ci/run` installs a pinned version
+//! and runs this inside a loopback-only network namespace); says it was
+//! skipped otherwise.
+
+#[path = "../api/helpers.rs"]
+#[allow(dead_code)]
+mod helpers;
+mod mock;
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use helpers::{final_status, spawn_with, Db, TestApp};
+use mock::{MockApi, Reply};
+
+/// The server, with `claude` wrapped so that it talks to `api` only.
+async fn app_with(api: &MockApi) -> Option<TestApp> {
+    let Some(real) = std::env::var_os("TEST_CLAUDE_BIN").filter(|v| !v.is_empty()) else {
+        eprintln!("skipped: TEST_CLAUDE_BIN is not set");
+        return None;
+    };
+    let home = tempfile::tempdir().unwrap().keep();
+    let wrapper = home.join("claude");
+    std::fs::create_dir_all(home.join("tmp")).unwrap();
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexport ANTHROPIC_BASE_URL={url} ANTHROPIC_API_KEY=sk-ant-test HOME={home} CLAUDE_CONFIG_DIR={home}/config \
+             TMPDIR={home}/tmp CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 DISABLE_TELEMETRY=1 DISABLE_ERROR_REPORTING=1 \
+             DISABLE_AUTOUPDATER=1 CLAUDE_CODE_MAX_RETRIES=0\nexec {real} \"$@\"\n",
+            url = api.url,
+            home = home.display(),
+            real = std::path::Path::new(&real).display(),
+        ),
+    )
+    .unwrap();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut std::fs::metadata(&wrapper).unwrap().permissions(), 0o755);
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    spawn_with(Db::Sqlite, |c| {
+        c.claude_bin = wrapper.clone();
+        c.execution_timeout = Duration::from_secs(60);
+    })
+    .await
+}
+
+fn texts(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e["type"] == "assistant")
+        .flat_map(|e| e["message"]["message"]["content"].as_array().cloned().unwrap_or_default())
+        .filter_map(|c| c["text"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_answer_and_a_resumed_session() {
+    let api = MockApi::start(vec![Reply::Text("Hello from the mock.".into()), Reply::Text("Still here.".into())]).await;
+    let Some(app) = app_with(&api).await else { return };
+    let (workspace, _) = app.workspace().await;
+    let (execution, session) = app.start(json!({ "workspaceId": workspace, "prompt": "Say hello" })).await;
+    let events = app.events(&execution, 0).await.unwrap();
+    assert_eq!(final_status(&events)["status"], "COMPLETED", "{events:?}");
+    let init = events.iter().find(|e| e["subtype"] == "init").unwrap();
+    assert!(init["message"]["claude_code_version"].is_string());
+    assert_eq!(texts(&events), ["Hello from the mock."]);
+    let done = app.execution(&execution).await;
+    assert_eq!(done["result"], "Hello from the mock.");
+    assert!(done["costUsd"].as_f64().unwrap() > 0.0);
+
+    // Continued with --resume: the API sees the earlier turn.
+    let (second, _) = app.start(json!({ "workspaceId": workspace, "sessionId": session, "prompt": "Again" })).await;
+    assert_eq!(app.wait_finished(&second).await["status"], "COMPLETED");
+    let last = api.requests().last().cloned().unwrap();
+    assert!(last.to_string().contains("Say hello") && last.to_string().contains("Hello from the mock."), "{last}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bash_call_approved_and_one_denied_through_graphql() {
+    let touch = || Reply::Tool {
+        name: "Bash".into(),
+        input: json!({ "command": "touch created.txt", "description": "Create a file" }),
+    };
+    let api =
+        MockApi::start(vec![touch(), Reply::Text("Made it.".into()), touch(), Reply::Text("Fine, I won't.".into())])
+            .await;
+    let Some(app) = app_with(&api).await else { return };
+    for (decision, exists) in [("ALLOW", true), ("DENY", false)] {
+        let (workspace, dir) = app.workspace().await;
+        let (execution, _) =
+            app.start(json!({ "workspaceId": workspace, "prompt": "Make a file", "requireApproval": true })).await;
+        let request = loop {
+            let pending = app
+                .ok(
+                    "query($e: ID!) { pendingPermissionRequests(executionId: $e) { id toolName } }",
+                    json!({ "e": execution }),
+                )
+                .await;
+            if let Some(request) = pending["pendingPermissionRequests"].as_array().and_then(|r| r.first()).cloned() {
+                break request;
+            }
+            assert_ne!(app.execution(&execution).await["status"], "COMPLETED", "it never asked");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(request["toolName"], "Bash");
+        app.ok(
+            "mutation($id: ID!, $d: PermissionDecision!) { answerPermissionRequest(id: $id, decision: $d, message: \"no\") { status } }",
+            json!({ "id": request["id"], "d": decision }),
+        )
+        .await;
+        let done = app.wait_finished(&execution).await;
+        assert_eq!(done["status"], "COMPLETED", "{decision}: {done}");
+        assert_eq!(dir.join("created.txt").exists(), exists, "{decision}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_failures_map_to_error_codes() {
+    let api = MockApi::start(vec![
+        Reply::Status(500, json!({ "type": "error", "error": { "type": "api_error", "message": "Internal server error" } })),
+        Reply::Status(429, json!({ "type": "error", "error": { "type": "rate_limit_error", "message": "Number of request tokens has exceeded your per-minute rate limit" } })),
+        Reply::Tool { name: "Bash".into(), input: json!({ "command": "echo hi", "description": "Say hi" }) },
+    ])
+    .await;
+    let Some(app) = app_with(&api).await else { return };
+    let (workspace, _) = app.workspace().await;
+    for (input, code) in [
+        (json!({ "workspaceId": workspace, "prompt": "fail" }), "CLAUDE_ERROR"),
+        (json!({ "workspaceId": workspace, "prompt": "limit" }), "RATE_LIMITED"),
+        (json!({ "workspaceId": workspace, "prompt": "loop", "maxTurns": 1, "allowedTools": ["Bash"] }), "MAX_TURNS"),
+    ] {
+        let (execution, _) = app.start(input).await;
+        let done = app.wait_finished(&execution).await;
+        assert_eq!((done["status"].as_str(), done["error"]["code"].as_str()), (Some("FAILED"), Some(code)), "{done}");
+    }
+}
