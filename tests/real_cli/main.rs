@@ -136,3 +136,82 @@ async fn api_failures_map_to_error_codes() {
         assert_eq!((done["status"].as_str(), done["error"]["code"].as_str()), (Some("FAILED"), Some(code)), "{done}");
     }
 }
+
+/// Polls the session's log until a line mentions `what`.
+async fn wait_for(app: &TestApp, execution: &str, what: &str) {
+    for _ in 0..200 {
+        let found = app.ok("query($e: ID!) { execution(id: $e) { session { id } } }", json!({ "e": execution })).await;
+        let session = found["execution"]["session"]["id"].clone();
+        let logs = app
+            .ok("query($s: ID!) { sessionLogs(sessionId: $s, limit: 1000) { type payload } }", json!({ "s": session }))
+            .await;
+        if logs.to_string().contains(what) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("never saw {what}");
+}
+
+fn slow(text: &str) -> Reply {
+    Reply::Slow { text: text.into(), pause: Duration::from_millis(150) }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupt_mid_stream_keeps_the_partial_answer() {
+    let api = MockApi::start(vec![slow("one two three four five six seven eight nine ten eleven twelve")]).await;
+    let Some(app) = app_with(&api).await else { return };
+    let (workspace, _) = app.workspace().await;
+    let (execution, _) = app.start(json!({ "workspaceId": workspace, "prompt": "Count slowly" })).await;
+    wait_for(&app, &execution, "system").await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    app.ok("mutation($id: ID!) { interruptExecution(id: $id) { id } }", json!({ "id": execution })).await;
+    let events = app.events(&execution, 0).await.unwrap();
+    assert_eq!(final_status(&events)["status"], "CANCELLED", "{events:?}");
+    let result = events.iter().find(|e| e["type"] == "result").unwrap();
+    assert_eq!(result["message"]["terminal_reason"], "aborted_streaming");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupt_mid_tool_stops_the_tool() {
+    let api = MockApi::start(vec![Reply::Tool {
+        name: "Bash".into(),
+        input: json!({ "command": "python3 -c \"import time; time.sleep(31)\"", "description": "Run a command" }),
+    }])
+    .await;
+    let Some(app) = app_with(&api).await else { return };
+    let (workspace, _) = app.workspace().await;
+    let (execution, _) =
+        app.start(json!({ "workspaceId": workspace, "prompt": "Wait", "allowedTools": ["Bash"] })).await;
+    wait_for(&app, &execution, "tool_use").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.ok("mutation($id: ID!) { interruptExecution(id: $id) { id } }", json!({ "id": execution })).await;
+    let events = app.events(&execution, 0).await.unwrap();
+    assert_eq!(final_status(&events)["status"], "CANCELLED");
+    let result = events.iter().find(|e| e["type"] == "result").unwrap();
+    // `aborted_tools` once the tool runs (`aborted_streaming` if it came first).
+    assert!(result["message"]["terminal_reason"].as_str().unwrap().starts_with("aborted"), "{result}");
+    let sleeping = std::process::Command::new("pgrep").args(["-f", "time.sleep.31"]).output().unwrap();
+    assert!(sleeping.stdout.is_empty(), "the tool's process was stopped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follow_up_joins_the_run() {
+    let api =
+        MockApi::start(vec![slow("first answer comes slowly word by word"), Reply::Text("Second answer.".into())])
+            .await;
+    let Some(app) = app_with(&api).await else { return };
+    let (workspace, _) = app.workspace().await;
+    let (execution, _) = app.start(json!({ "workspaceId": workspace, "prompt": "Tell me something" })).await;
+    wait_for(&app, &execution, "system").await;
+    app.ok(
+        "mutation($id: ID!) { sendMessage(executionId: $id, text: \"And another thing\") { messageId } }",
+        json!({ "id": execution }),
+    )
+    .await;
+    let events = app.events(&execution, 0).await.unwrap();
+    assert_eq!(final_status(&events)["status"], "COMPLETED", "{events:?}");
+    let all = texts(&events).join(" ");
+    assert!(all.contains("first answer") && all.contains("Second answer."), "{all}");
+    assert!(api.requests().iter().any(|r| r.to_string().contains("And another thing")));
+}

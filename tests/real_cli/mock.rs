@@ -14,12 +14,18 @@ use axum::{
     routing::post,
     Router,
 };
+use futures_util::StreamExt;
 use serde_json::{json, Value};
 
 /// What the next API call answers.
 #[derive(Debug, Clone)]
 pub enum Reply {
     Text(String),
+    /// Text streamed word by word, `pause` apart (something to interrupt).
+    Slow {
+        text: String,
+        pause: std::time::Duration,
+    },
     Tool {
         name: String,
         input: Value,
@@ -75,6 +81,7 @@ async fn messages(State(script): State<Arc<Script>>, body: Bytes) -> Response {
             )
                 .into_response();
         }
+        Reply::Slow { text, pause } => return slow(text.clone(), *pause),
         Reply::Text(text) => {
             (json!({ "type": "text", "text": "" }), json!({ "type": "text_delta", "text": text }), "end_turn")
         }
@@ -100,6 +107,35 @@ async fn messages(State(script): State<Arc<Script>>, body: Bytes) -> Response {
     ];
     let body: String = events.iter().map(|(name, data)| format!("event: {name}\ndata: {data}\n\n")).collect();
     ([(header::CONTENT_TYPE, "text/event-stream")], body).into_response()
+}
+
+/// An SSE response that sends one word per `pause`.
+fn slow(text: String, pause: std::time::Duration) -> Response {
+    let mut start = message("", "end_turn");
+    start["content"] = json!([]);
+    start["stop_reason"] = Value::Null;
+    let event = |name: &str, data: Value| {
+        Ok::<_, std::convert::Infallible>(Bytes::from(format!("event: {name}\ndata: {data}\n\n")))
+    };
+    let head = vec![
+        event("message_start", json!({ "type": "message_start", "message": start })),
+        event(
+            "content_block_start",
+            json!({ "type": "content_block_start", "index": 0, "content_block": { "type": "text", "text": "" } }),
+        ),
+    ];
+    let words: Vec<String> = text.split(' ').map(|w| format!("{w} ")).collect();
+    let body = futures_util::stream::iter(head)
+        .chain(futures_util::stream::iter(words).then(move |word| async move {
+            tokio::time::sleep(pause).await;
+            event("content_block_delta", json!({ "type": "content_block_delta", "index": 0, "delta": { "type": "text_delta", "text": word } }))
+        }))
+        .chain(futures_util::stream::iter(vec![
+            event("content_block_stop", json!({ "type": "content_block_stop", "index": 0 })),
+            event("message_delta", json!({ "type": "message_delta", "delta": { "stop_reason": "end_turn", "stop_sequence": null }, "usage": { "output_tokens": 12 } })),
+            event("message_stop", json!({ "type": "message_stop" })),
+        ]));
+    ([(header::CONTENT_TYPE, "text/event-stream")], axum::body::Body::from_stream(body)).into_response()
 }
 
 fn message(text: &str, stop: &str) -> Value {
