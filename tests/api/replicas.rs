@@ -40,3 +40,39 @@ async fn any_replica_streams_and_cancels_a_run_of_another() {
     assert_eq!(final_status(&events)["status"], "CANCELLED");
     assert!(events.iter().any(|m| m["subtype"] == "error_during_execution"), "it was interrupted, not just marked");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupts_and_permission_answers_reach_the_replica_running_the_run() {
+    let Some(a) = spawn_with(Db::Postgres, |c| c.replica_id = Some("replica-a".into())).await else { return };
+    let b = a.replica("replica-b").await;
+    let (workspace, _) = a.workspace().await;
+
+    // A permission prompt on A, answered through B.
+    let (execution, _) =
+        a.start(json!({ "workspaceId": workspace, "prompt": "fake: ask=Bash", "requireApproval": true })).await;
+    let request = loop {
+        let pending = b
+            .ok("query($e: ID!) { pendingPermissionRequests(executionId: $e) { id } }", json!({ "e": execution }))
+            .await;
+        if let Some(id) = pending["pendingPermissionRequests"][0]["id"].as_str() {
+            break id.to_owned();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    };
+    b.ok(
+        "mutation($id: ID!) { answerPermissionRequest(id: $id, decision: ALLOW) { status } }",
+        json!({ "id": request }),
+    )
+    .await;
+    let events = b.events(&execution, 0).await.unwrap();
+    assert_eq!(final_status(&events)["status"], "COMPLETED");
+    assert!(events.iter().any(|e| e["message"].to_string().contains("ran: touch created.txt")), "the tool ran on A");
+
+    // A turn on A, interrupted through B.
+    let (execution, _) = a.start(json!({ "workspaceId": workspace, "prompt": "fake: hang" })).await;
+    a.wait_status(&execution, "RUNNING").await;
+    b.ok("mutation($id: ID!) { interruptExecution(id: $id) { id } }", json!({ "id": execution })).await;
+    let events = b.events(&execution, 0).await.unwrap();
+    assert_eq!(final_status(&events)["status"], "CANCELLED");
+    assert!(events.iter().any(|m| m["subtype"] == "error_during_execution"));
+}
