@@ -115,6 +115,9 @@ async fn nobody_sees_or_touches_another_users_things() {
             "mutation($id: ID!) { startExecution(input: {workspaceId: $id, prompt: \"x\"}) { execution { id } } }",
             json!({ "id": workspace }),
         ),
+        ("mutation($id: ID!) { interruptExecution(id: $id) { id } }", json!({ "id": execution })),
+        ("mutation($id: ID!) { sendMessage(executionId: $id, text: \"x\") { messageId } }", json!({ "id": execution })),
+        ("query($id: ID!) { pendingPermissionRequests(executionId: $id) { id } }", json!({ "id": execution })),
     ] {
         assert_eq!(code(&as_user(&app, &bob, query, variables.clone()).await), "NOT_FOUND", "{query}");
     }
@@ -366,4 +369,34 @@ async fn only_grantable_tools_may_be_pre_approved() {
     assert_eq!(refused["errors"][0]["extensions"]["details"]["field"], "allowedTools");
     let allowed = as_user(&app, &alice, start, json!({ "w": workspace, "t": ["Read", "Grep"] })).await;
     assert!(allowed.get("errors").is_none(), "{allowed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permission_requests_are_the_owners_alone() {
+    let app = secured(|_| {}).await;
+    let (alice, bob) = (token_for("alice"), token_for("bob"));
+    let dir = app.dir.path().join("alice-asks");
+    std::fs::create_dir_all(&dir).unwrap();
+    let created = as_user(
+        &app,
+        &alice,
+        "mutation($p: String!) { createWorkspace(input: {name: \"a\", path: $p, requireApproval: true}) { id } }",
+        json!({ "p": dir }),
+    )
+    .await;
+    let workspace = created["data"]["createWorkspace"]["id"].as_str().unwrap().to_owned();
+    let started = as_user(&app, &alice, "mutation($w: ID!) { startExecution(input: {workspaceId: $w, prompt: \"fake: ask=Bash\"}) { execution { id } } }", json!({ "w": workspace })).await;
+    let execution = started["data"]["startExecution"]["execution"]["id"].as_str().unwrap().to_owned();
+    let pending = "query($e: ID!) { pendingPermissionRequests(executionId: $e) { id } }";
+    let request = loop {
+        let found = as_user(&app, &alice, pending, json!({ "e": execution })).await;
+        if let Some(id) = found["data"]["pendingPermissionRequests"][0]["id"].as_str() {
+            break id.to_owned();
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    let answer = "mutation($id: ID!) { answerPermissionRequest(id: $id, decision: ALLOW) { status } }";
+    assert_eq!(code(&as_user(&app, &bob, answer, json!({ "id": request })).await), "NOT_FOUND");
+    let mine = as_user(&app, &alice, answer, json!({ "id": request })).await;
+    assert_eq!(mine["data"]["answerPermissionRequest"]["status"], "ALLOWED", "{mine}");
 }
