@@ -3,7 +3,8 @@
 use async_graphql::{connection::Connection, Context, Object, ID};
 
 use super::types::{
-    parse_id, state, viewer, Execution, LogEntry, PageArgs, PermissionRequest, Session, SessionStatus, Workspace,
+    owned_execution, parse_id, state, viewer, Execution, LogEntry, PageArgs, PermissionRequest, Session, SessionStatus,
+    Workspace,
 };
 use crate::{
     db,
@@ -94,13 +95,8 @@ impl QueryRoot {
         execution_id: ID,
     ) -> async_graphql::Result<Vec<PermissionRequest>> {
         let id = parse_id(&execution_id, "executionId").gql()?;
-        let state = state(ctx)?;
-        db::executions::get(&state.db, &viewer(ctx)?.sub, id)
-            .await
-            .gql()?
-            .ok_or(AppError::NotFound("execution"))
-            .gql()?;
-        let rows = db::permissions::of_execution(&state.db, id, true).await.gql()?;
+        owned_execution(ctx, id).await?;
+        let rows = db::permissions::of_execution(&state(ctx)?.db, id, true).await.gql()?;
         Ok(rows.into_iter().map(PermissionRequest).collect())
     }
 

@@ -6,9 +6,8 @@ use async_graphql::{Context, Subscription, ID};
 use futures_util::{stream, stream::BoxStream, StreamExt};
 use uuid::Uuid;
 
-use super::types::{parse_id, state, viewer, ExecutionEvent};
+use super::types::{owned_execution, parse_id, state, ExecutionEvent};
 use crate::{
-    db,
     error::{AppError, Gql},
     events::{subscription::execution_events, Event},
 };
@@ -44,12 +43,8 @@ impl SubscriptionRoot {
         if after_seq < 0 {
             return Err(AppError::bad_input("afterSeq", "`afterSeq` must not be negative")).gql();
         }
+        owned_execution(ctx, id).await?;
         let state = state(ctx)?;
-        db::executions::get(&state.db, &viewer(ctx)?.sub, id)
-            .await
-            .gql()?
-            .ok_or(AppError::NotFound("execution"))
-            .gql()?;
         if let Some(Probe(slot)) = ctx.data_opt::<Probe>() {
             *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some((id, after_seq));
             return Ok(stream::empty().boxed());

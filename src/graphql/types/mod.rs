@@ -31,6 +31,14 @@ pub fn state<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a AppState> {
     ctx.data::<AppState>()
 }
 
+/// The viewer's execution with this id, or NOT_FOUND (also when it is
+/// someone else's).
+pub async fn owned_execution(ctx: &Context<'_>, id: Uuid) -> async_graphql::Result<entity::execution::Model> {
+    use crate::error::Gql;
+    let found = crate::db::executions::get(&state(ctx)?.db, &viewer(ctx)?.sub, id).await.gql()?;
+    found.ok_or(AppError::NotFound("execution")).gql()
+}
+
 /// Who is asking: the owner every lookup is scoped to.
 #[derive(Debug, Clone)]
 pub struct Viewer {
