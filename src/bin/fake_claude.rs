@@ -106,7 +106,8 @@ impl Log {
     fn write(&self, entry: Value) {
         if let Some(file) = &self.0 {
             let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = writeln!(file, "{entry}");
+            // One write per line: several processes may append to the log.
+            let _ = file.write_all(format!("{entry}\n").as_bytes());
         }
     }
 }

@@ -248,7 +248,8 @@ impl TestApp {
         std::fs::read_to_string(workspace.join(".fake-claude/log.jsonl"))
             .unwrap_or_default()
             .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
+            // A line being written right now is not whole yet.
+            .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
     }
 }
