@@ -125,6 +125,10 @@ impl App {
                     let executor = executor.clone();
                     tokio::spawn(async move { executor.deliver_answer(id).await });
                 }
+                crate::events::replicas::Request::Message { execution_id, message_id, text, now } => {
+                    let executor = executor.clone();
+                    tokio::spawn(async move { executor.deliver_message(execution_id, message_id, text, now).await });
+                }
             },
             shutdown.clone(),
         ));

@@ -477,16 +477,35 @@ impl Executor {
         if execution.status != db::executions::RUNNING {
             return Err(not_running());
         }
+        let uuid = Uuid::new_v4();
         let handle = self.lock_runs().get(&id).cloned();
         let Some(handle) = handle else {
-            return Err(AppError::bad_input(
-                "executionId",
-                "the execution runs on another server; send the message there",
-            ));
+            // Another replica runs it: the message travels with the signal
+            // (its answer does not come back, so this is best effort).
+            let payload =
+                serde_json::json!({ "execution_id": id, "message_id": uuid, "text": text, "now": now }).to_string();
+            if payload.len() > db::signals::MAX_PAYLOAD {
+                return Err(AppError::bad_input(
+                    "text",
+                    "too long to forward to the server running the execution; send it there",
+                ));
+            }
+            db::signals::notify_text(db, db::signals::MESSAGE_CHANNEL, &payload).await.map_err(db::DbError::from)?;
+            return Ok(uuid);
         };
         let (reply, written) = tokio::sync::oneshot::channel();
-        handle.commands.send(RunCommand::Message { text, now, reply }).await.map_err(|_| not_running())?;
+        let command = RunCommand::Message { text, uuid, now, reply: Some(reply) };
+        handle.commands.send(command).await.map_err(|_| not_running())?;
         written.await.map_err(|_| not_running())?.map_err(|why| AppError::bad_input("executionId", why))
+    }
+
+    /// Writes a message that came from another replica, if this server
+    /// runs the execution.
+    pub async fn deliver_message(&self, execution_id: Uuid, uuid: Uuid, text: String, now: bool) {
+        let handle = self.lock_runs().get(&execution_id).cloned();
+        if let Some(handle) = handle {
+            let _ = handle.commands.send(RunCommand::Message { text, uuid, now, reply: None }).await;
+        }
     }
 
     /// Answers a pending permission request, exactly once: ALLOW (with the

@@ -46,9 +46,9 @@ pub enum RunCommand {
     /// End the running turn cleanly: the `interrupt` control request. The
     /// process stays and ends when no turn is left.
     Interrupt,
-    /// A follow-up user message (`now`: replace the running turn). Replies
-    /// with the message's uuid once it is written, or why it cannot be.
-    Message { text: String, now: bool, reply: oneshot::Sender<Result<Uuid, String>> },
+    /// A follow-up user message with our `uuid` (`now`: replace the running
+    /// turn). Replies, if asked, once it is written, or with why it cannot be.
+    Message { text: String, uuid: Uuid, now: bool, reply: Option<oneshot::Sender<Result<Uuid, String>>> },
     /// The answer to a permission prompt, as the `response` object the CLI
     /// expects (`{"behavior": "allow", ...}` or `{"behavior": "deny", ...}`).
     Answer { request_id: String, response: serde_json::Value },
@@ -339,16 +339,21 @@ impl Process {
                 self.interrupted_by_user = true;
                 self.send_line(&interrupt_request(&format!("interrupt-{}", Uuid::new_v4()))).await;
             }
-            RunCommand::Message { text, now, reply } => {
-                if self.stdin.is_none() {
-                    let _ = reply.send(Err("the run has ended its last turn".into()));
-                    return;
+            RunCommand::Message { text, uuid, now, reply } => {
+                let written = if self.stdin.is_none() {
+                    Err("the run has ended its last turn".into())
+                } else {
+                    self.outstanding.insert(uuid.to_string());
+                    self.send_line(&user_message(&text, uuid, now)).await;
+                    if self.stdin.is_some() {
+                        Ok(uuid)
+                    } else {
+                        Err("claude's input is closed".into())
+                    }
+                };
+                if let Some(reply) = reply {
+                    let _ = reply.send(written);
                 }
-                let uuid = Uuid::new_v4();
-                self.outstanding.insert(uuid.to_string());
-                self.send_line(&user_message(&text, uuid, now)).await;
-                let written = if self.stdin.is_some() { Ok(uuid) } else { Err("claude's input is closed".into()) };
-                let _ = reply.send(written);
             }
             RunCommand::Answer { request_id, response } => {
                 self.send_line(&control_response(&request_id, &response)).await;

@@ -5,6 +5,10 @@ use uuid::Uuid;
 
 /// New messages or a new status for the execution named in the payload.
 pub const EVENTS_CHANNEL: &str = "claude_graphql_events";
+/// A follow-up message (JSON: execution_id, message_id, text, now).
+pub const MESSAGE_CHANNEL: &str = "claude_graphql_message";
+/// NOTIFY payloads must stay under PostgreSQL's 8000 bytes.
+pub const MAX_PAYLOAD: usize = 7900;
 /// Deliver the answer of the permission request named in the payload.
 pub const PERMISSION_CHANNEL: &str = "claude_graphql_permission";
 /// Interrupt the running turn of the execution named in the payload.
@@ -22,6 +26,20 @@ pub async fn notify(db: &impl ConnectionTrait, channel: &str, execution_id: Uuid
         DatabaseBackend::Postgres,
         "SELECT pg_notify($1, $2)",
         [channel.into(), execution_id.to_string().into()],
+    ))
+    .await
+    .map(|_| ())
+}
+
+/// Sends a text payload on `channel`, if the database is PostgreSQL.
+pub async fn notify_text(db: &impl ConnectionTrait, channel: &str, payload: &str) -> Result<(), sea_orm::DbErr> {
+    if db.get_database_backend() != DatabaseBackend::Postgres {
+        return Ok(());
+    }
+    db.execute(Statement::from_sql_and_values(
+        DatabaseBackend::Postgres,
+        "SELECT pg_notify($1, $2)",
+        [channel.into(), payload.into()],
     ))
     .await
     .map(|_| ())

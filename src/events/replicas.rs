@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 use uuid::Uuid;
 
-use crate::db::signals::{CANCEL_CHANNEL, EVENTS_CHANNEL, INTERRUPT_CHANNEL, PERMISSION_CHANNEL};
+use crate::db::signals::{CANCEL_CHANNEL, EVENTS_CHANNEL, INTERRUPT_CHANNEL, MESSAGE_CHANNEL, PERMISSION_CHANNEL};
 
 /// Wakes local subscribers whose execution runs on another replica.
 #[derive(Clone)]
@@ -54,12 +54,19 @@ impl Wakeups {
 }
 
 /// What another replica asks of this one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     Cancel(Uuid),
     Interrupt(Uuid),
     /// Deliver the answer of this permission request.
     Answer(Uuid),
+    /// Write this follow-up message.
+    Message {
+        execution_id: Uuid,
+        message_id: Uuid,
+        text: String,
+        now: bool,
+    },
 }
 
 /// Listens for the other replicas' signals until `stop` is cancelled:
@@ -77,7 +84,9 @@ pub async fn listen(
     let mut listener = loop {
         let attempt = async {
             let mut listener = sea_orm::sqlx::postgres::PgListener::connect_with(&pool).await?;
-            listener.listen_all([EVENTS_CHANNEL, CANCEL_CHANNEL, INTERRUPT_CHANNEL, PERMISSION_CHANNEL]).await?;
+            listener
+                .listen_all([EVENTS_CHANNEL, CANCEL_CHANNEL, INTERRUPT_CHANNEL, PERMISSION_CHANNEL, MESSAGE_CHANNEL])
+                .await?;
             Ok::<_, sea_orm::sqlx::Error>(listener)
         };
         match attempt.await {
@@ -97,6 +106,11 @@ pub async fn listen(
             n = listener.recv() => n,
         };
         match notification {
+            Ok(n) if n.channel() == MESSAGE_CHANNEL => {
+                if let Some(message) = parse_message(n.payload()) {
+                    on_request(message);
+                }
+            }
             Ok(n) => {
                 let Ok(id) = Uuid::parse_str(n.payload()) else { continue };
                 debug!(channel = n.channel(), execution_id = %id, "signal from a replica");
@@ -115,4 +129,15 @@ pub async fn listen(
             }
         }
     }
+}
+
+/// A forwarded follow-up message.
+fn parse_message(payload: &str) -> Option<Request> {
+    let v: serde_json::Value = serde_json::from_str(payload).ok()?;
+    Some(Request::Message {
+        execution_id: Uuid::parse_str(v["execution_id"].as_str()?).ok()?,
+        message_id: Uuid::parse_str(v["message_id"].as_str()?).ok()?,
+        text: v["text"].as_str()?.to_owned(),
+        now: v["now"].as_bool().unwrap_or(false),
+    })
 }

@@ -68,6 +68,21 @@ async fn interrupts_and_permission_answers_reach_the_replica_running_the_run() {
     assert_eq!(final_status(&events)["status"], "COMPLETED");
     assert!(events.iter().any(|e| e["message"].to_string().contains("ran: touch created.txt")), "the tool ran on A");
 
+    // A follow-up sent through B joins the run on A.
+    let (execution, _) = a.start(json!({ "workspaceId": workspace, "prompt": "fake: messages=5 delay_ms=100" })).await;
+    a.wait_status(&execution, "RUNNING").await;
+    let sent = b
+        .ok(
+            "mutation($id: ID!) { sendMessage(executionId: $id, text: \"more\") { messageId } }",
+            json!({ "id": execution }),
+        )
+        .await;
+    let message_id = sent["sendMessage"]["messageId"].clone();
+    let events = b.events(&execution, 0).await.unwrap();
+    assert_eq!(final_status(&events)["status"], "COMPLETED");
+    let results: Vec<&serde_json::Value> = events.iter().filter(|e| e["type"] == "result").collect();
+    assert_eq!(results.last().unwrap()["message"]["user_message_uuids"], json!([message_id]), "{events:?}");
+
     // A turn on A, interrupted through B.
     let (execution, _) = a.start(json!({ "workspaceId": workspace, "prompt": "fake: hang" })).await;
     a.wait_status(&execution, "RUNNING").await;
