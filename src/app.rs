@@ -122,12 +122,15 @@ impl App {
                     executor.interrupt_local(id);
                 }
                 crate::events::replicas::Request::Answer(id) => {
-                    let executor = executor.clone();
-                    tokio::spawn(async move { executor.deliver_answer(id).await });
+                    let this = executor.clone();
+                    executor.spawn_owned(async move {
+                        this.deliver_answer(id).await;
+                    });
                 }
                 crate::events::replicas::Request::Message { execution_id, message_id, text, now } => {
-                    let executor = executor.clone();
-                    tokio::spawn(async move { executor.deliver_message(execution_id, message_id, text, now).await });
+                    let this = executor.clone();
+                    executor
+                        .spawn_owned(async move { this.deliver_message(execution_id, message_id, text, now).await });
                 }
             },
             shutdown.clone(),

@@ -42,6 +42,9 @@ use crate::{
 /// claude's stdout pauses (the store is the one thing allowed to slow it).
 const LINE_BUFFER: usize = 4096;
 
+/// Above this many users with a start-rate bucket, idle ones are dropped.
+const RATE_LIMITED_USERS: usize = 10_000;
+
 /// Commands queued for one runner.
 const COMMAND_BUFFER: usize = 64;
 
@@ -160,6 +163,10 @@ impl Executor {
     /// and returns at once.
     pub async fn start(&self, owner: &str, req: StartRequest) -> AppResult<(execution::Model, session::Model)> {
         let db = &self.inner.db;
+        // Users who stopped starting runs need no bucket any more.
+        if self.inner.starts.len() > RATE_LIMITED_USERS {
+            self.inner.starts.retain_recent();
+        }
         if let Err(not_until) = self.inner.starts.check_key(&owner.to_owned()) {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             return Err(AppError::RateLimited {
@@ -497,6 +504,12 @@ impl Executor {
         let command = RunCommand::Message { text, uuid, now, reply: Some(reply) };
         handle.commands.send(command).await.map_err(|_| not_running())?;
         written.await.map_err(|_| not_running())?.map_err(|why| AppError::bad_input("executionId", why))
+    }
+
+    /// Runs a short task for another replica's request on the executor's
+    /// tracker, so shutdown waits for it too.
+    pub fn spawn_owned(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.inner.tracker.spawn(task);
     }
 
     /// Writes a message that came from another replica, if this server

@@ -483,10 +483,29 @@ fn memchr(bytes: &[u8]) -> Option<usize> {
 }
 
 /// Forwards stderr lines as log lines; returns the tail for error messages.
+/// A longer stderr line is replaced by a note saying so.
+const STDERR_LINE: usize = 64 * 1024;
+
 async fn forward_stderr(stderr: tokio::process::ChildStderr, sink: mpsc::Sender<Line>) -> String {
-    let mut lines = BufReader::new(stderr).lines();
+    let mut reader = BufReader::new(stderr);
     let mut tail = String::new();
-    while let Ok(Some(text)) = lines.next_line().await {
+    let mut buf = Vec::new();
+    loop {
+        let text = match read_line(Some(&mut reader), &mut buf, STDERR_LINE).await {
+            Ok(true) => String::from_utf8_lossy(&std::mem::take(&mut buf)).into_owned(),
+            Ok(false) => break,
+            // Too long: skip to the end of that line, say so.
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                while let Err(e) = read_line(Some(&mut reader), &mut buf, STDERR_LINE).await {
+                    if e.kind() != io::ErrorKind::InvalidData {
+                        break;
+                    }
+                }
+                buf.clear();
+                format!("[a stderr line longer than {STDERR_LINE} bytes was dropped]")
+            }
+            Err(_) => break,
+        };
         tail.push_str(&text);
         tail.push('\n');
         if tail.len() > STDERR_TAIL {
