@@ -164,11 +164,6 @@ impl ResultLine {
         }
     }
 
-    /// The final answer text, for a successful result.
-    pub fn text(&self) -> Option<&str> {
-        self.result.as_ref().and_then(Value::as_str)
-    }
-
     /// A human-readable reason: the result text, else the `errors` list.
     pub fn message(&self) -> String {
         if let Some(Value::String(text)) = &self.result {

@@ -58,11 +58,6 @@ impl Broker {
         &self.wakeups
     }
 
-    /// How many executions have a live channel.
-    pub fn live_executions(&self) -> usize {
-        self.lock().len()
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, broadcast::Sender<Arc<Event>>>> {
         // A panic while holding this lock cannot leave the map half-changed.
         self.channels.lock().unwrap_or_else(|e| e.into_inner())
@@ -80,10 +75,6 @@ impl Publisher {
     /// Sends to whoever listens now; nobody listening is fine.
     pub fn publish(&self, event: Event) {
         let _ = self.tx.send(Arc::new(event));
-    }
-
-    pub fn execution_id(&self) -> Uuid {
-        self.execution_id
     }
 }
 
