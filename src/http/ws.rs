@@ -413,7 +413,8 @@ async fn events_operation(http: HttpState, payload: OperationPayload, key: u64, 
             stream::iter(responses).map(|r| Some(Frame::Response(Box::new(r)))).chain(stream::once(async { None })),
         );
     };
-    let renderer = Arc::new(Renderer { schema: http.schema.clone(), payload, key, session });
+    let document = payload.query.as_deref().and_then(|q| parse_query(q).ok());
+    let renderer = Arc::new(Renderer { schema: http.schema.clone(), payload, document, key, session });
     let state = &http.state;
     let events = execution_events(state.db.clone(), state.broker.clone(), execution_id, after_seq);
     Box::pin(
@@ -496,6 +497,8 @@ fn shared_render_key(payload: &OperationPayload) -> Option<u64> {
 struct Renderer {
     schema: crate::graphql::AppSchema,
     payload: OperationPayload,
+    /// The document, parsed once (it was checked by the probe).
+    document: Option<async_graphql::parser::types::ExecutableDocument>,
     key: u64,
     session: Arc<Data>,
 }
@@ -507,7 +510,10 @@ impl Renderer {
         if let Some(text) = event.renders().get(self.key) {
             return text;
         }
-        let request = self.payload.request().data(RenderOne(event.clone()));
+        let mut request = self.payload.request().data(RenderOne(event.clone()));
+        if let Some(document) = &self.document {
+            request.set_parsed_query(document.clone());
+        }
         let response = self
             .schema
             .execute_stream_with_session_data(request, self.session.clone())
