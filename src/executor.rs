@@ -407,18 +407,17 @@ impl Executor {
         if crate::events::is_terminal(&execution.status) {
             return Ok(execution);
         }
+        // The escalation takes at most two grace periods.
+        let patience = self.inner.runner.grace * 2 + Duration::from_secs(2);
         let handle = self.lock_runs().get(&id).cloned();
         match handle {
             Some(handle) => {
                 handle.stop.stop(StopReason::Cancel);
-                // The escalation takes at most two grace periods.
-                let patience = self.inner.runner.grace * 2 + Duration::from_secs(2);
                 let _ = tokio::time::timeout(patience, handle.done.cancelled()).await;
             }
             None => {
                 // Another replica runs it: ask it to stop, and give it the
                 // time a local stop would take.
-                let patience = self.inner.runner.grace * 2 + Duration::from_secs(2);
                 if execution.replica_id.as_deref() != Some(self.inner.replica_id.as_str()) {
                     db::signals::notify(db, db::signals::CANCEL_CHANNEL, id).await.map_err(db::DbError::from)?;
                     let deadline = tokio::time::Instant::now() + patience;

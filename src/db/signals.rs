@@ -19,16 +19,7 @@ pub const CANCEL_CHANNEL: &str = "claude_graphql_cancel";
 /// Sends `execution_id` on `channel`, if the database is PostgreSQL. Inside
 /// a transaction the signal leaves at commit, after the data it announces.
 pub async fn notify(db: &impl ConnectionTrait, channel: &str, execution_id: Uuid) -> Result<(), sea_orm::DbErr> {
-    if db.get_database_backend() != DatabaseBackend::Postgres {
-        return Ok(());
-    }
-    db.execute(Statement::from_sql_and_values(
-        DatabaseBackend::Postgres,
-        "SELECT pg_notify($1, $2)",
-        [channel.into(), execution_id.to_string().into()],
-    ))
-    .await
-    .map(|_| ())
+    notify_text(db, channel, &execution_id.to_string()).await
 }
 
 /// Sends a text payload on `channel`, if the database is PostgreSQL.

@@ -66,6 +66,17 @@ pub fn request(
     request
 }
 
+/// The operation a request runs: the one named, or the only one.
+pub fn selected_operation<'a>(
+    document: &'a async_graphql::parser::types::ExecutableDocument,
+    name: Option<&str>,
+) -> Option<&'a async_graphql::Positioned<async_graphql::parser::types::OperationDefinition>> {
+    match name {
+        Some(name) => document.operations.iter().find(|(n, _)| n.map(|n| n.as_str()) == Some(name)).map(|(_, op)| op),
+        None => document.operations.iter().next().map(|(_, op)| op),
+    }
+}
+
 /// The SDL, as checked in as `schema.graphql`.
 pub fn sdl() -> String {
     build_schema(None, persisted_queries()).sdl()

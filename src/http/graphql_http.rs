@@ -171,11 +171,8 @@ async fn is_unsafe_on_get(params: &Params, persisted: &LruCacheStorage) -> bool 
         },
         _ => return false,
     };
-    let operation = match &params.operation_name {
-        Some(name) => document.operations.iter().find(|(n, _)| n.map(|n| n.as_str()) == Some(name.as_str())),
-        None => document.operations.iter().next(),
-    };
-    operation.is_some_and(|(_, op)| op.node.ty != OperationType::Query)
+    crate::graphql::selected_operation(&document, params.operation_name.as_deref())
+        .is_some_and(|op| op.node.ty != OperationType::Query)
 }
 
 pub async fn graphql_http(

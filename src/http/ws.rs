@@ -468,10 +468,7 @@ impl OperationPayload {
 fn shared_render_key(payload: &OperationPayload) -> Option<u64> {
     let query = payload.query.as_deref()?;
     let document = parse_query(query).ok()?;
-    let (_, operation) = match &payload.operation_name {
-        Some(name) => document.operations.iter().find(|(n, _)| n.map(|n| n.as_str()) == Some(name.as_str()))?,
-        None => document.operations.iter().next()?,
-    };
+    let operation = crate::graphql::selected_operation(&document, payload.operation_name.as_deref())?;
     if operation.node.ty != OperationType::Subscription {
         return None;
     }

@@ -37,16 +37,7 @@ async fn secured(tweak: impl FnOnce(&mut Config)) -> TestApp {
 
 /// A GraphQL request with `Authorization: Bearer <token>`.
 async fn as_user(app: &TestApp, token: &str, query: &str, variables: Value) -> Value {
-    app.http
-        .post(app.url("/graphql"))
-        .bearer_auth(token)
-        .json(&json!({ "query": query, "variables": variables }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    app.gql_as(Some(token), query, variables).await
 }
 
 fn code(response: &Value) -> &str {

@@ -135,15 +135,16 @@ impl TestApp {
 
     /// POSTs a GraphQL request; returns the whole response body.
     pub async fn gql(&self, query: &str, variables: Value) -> Value {
-        self.http
-            .post(self.url("/graphql"))
-            .json(&json!({ "query": query, "variables": variables }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.gql_as(None, query, variables).await
+    }
+
+    /// Like `gql`, with `Authorization: Bearer <token>` when given.
+    pub async fn gql_as(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let mut request = self.http.post(self.url("/graphql")).json(&json!({ "query": query, "variables": variables }));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap().json().await.unwrap()
     }
 
     /// Like `gql`, but the request must succeed; returns `data`.
