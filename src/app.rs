@@ -26,6 +26,10 @@ pub enum StartupError {
     UnsafeBind(SocketAddr),
     #[error("with --jwt-secret, --workspace-root is required: users may only register directories under it")]
     NoWorkspaceRoots,
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("{0}")]
+    WeakSecret(String),
     #[error("database: {0}")]
     Database(#[from] db::DbError),
     #[error("could not listen on {addr}: {source}")]
@@ -44,7 +48,12 @@ pub struct App {
 impl App {
     /// Connects and migrates the database, recovers what a previous server
     /// left unfinished, and binds the listener.
-    pub async fn build(config: Config) -> Result<App, StartupError> {
+    pub async fn build(mut config: Config) -> Result<App, StartupError> {
+        crate::claude::sandbox::harden_server();
+        config.load_secret_files()?;
+        if let Some(secret) = &config.jwt_secret {
+            crate::http::auth::check_secret(secret).map_err(StartupError::WeakSecret)?;
+        }
         if config.jwt_secret.is_none() && !config.bind.ip().is_loopback() {
             return Err(StartupError::UnsafeBind(config.bind));
         }
@@ -65,6 +74,8 @@ impl App {
                     .unwrap_or(std::num::NonZeroU32::MIN),
                 max_active_per_user: config.max_active_executions_per_user,
                 permission_timeout: config.permission_timeout,
+                policy: crate::graphql::mutation::tool_policy(&config),
+                roots: crate::paths::WorkspaceRoots::new(config.workspace_roots.clone()),
                 runner: Runner {
                     max_line_bytes: config.max_line_bytes,
                     grace: config.cancel_grace,
@@ -76,7 +87,7 @@ impl App {
         executor.recover().await.map_err(|e| StartupError::Recovery(e.to_string()))?;
         let listener =
             TcpListener::bind(config.bind).await.map_err(|source| StartupError::Bind { addr: config.bind, source })?;
-        let state = AppState { db, broker, executor, config: Arc::new(config) };
+        let state = AppState { db, broker, executor, config: Arc::new(config), registrations: Default::default() };
         Ok(App { listener, state, shutdown })
     }
 

@@ -62,6 +62,21 @@ pub struct Config {
     #[arg(long = "jwt-secret", env = "JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<SecretString>,
 
+    /// Reads the JWT secret from this file instead (e.g. a mounted secret),
+    /// so that it is in no environment or command line.
+    #[arg(long = "jwt-secret-file", env = "JWT_SECRET_FILE", conflicts_with = "jwt_secret")]
+    pub jwt_secret_file: Option<PathBuf>,
+
+    /// Reads the database URL from this file instead (it may hold a
+    /// password); it wins over `--database-url`.
+    #[arg(long = "database-url-file", env = "DATABASE_URL_FILE")]
+    pub database_url_file: Option<PathBuf>,
+
+    /// When set, tokens valid for longer than this from now are refused
+    /// (and `token --ttl` may not exceed it).
+    #[arg(long = "max-token-lifetime", env = "MAX_TOKEN_LIFETIME", value_parser = humantime::parse_duration)]
+    pub max_token_lifetime: Option<Duration>,
+
     /// When set, tokens must carry this `iss`.
     #[arg(long = "jwt-issuer", env = "JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
@@ -131,6 +146,20 @@ pub struct Config {
     #[arg(long = "max-query-complexity", env = "MAX_QUERY_COMPLEXITY", default_value_t = 2000)]
     pub max_query_complexity: usize,
 
+    /// Most tokens (names, punctuation, values) accepted in one document;
+    /// counted before the document is parsed.
+    #[arg(long = "max-query-tokens", env = "MAX_QUERY_TOKENS", default_value_t = 10_000)]
+    pub max_query_tokens: usize,
+
+    /// Largest response body a query may produce (larger ones are replaced
+    /// by an error asking for smaller pages or fewer fields).
+    #[arg(long = "max-response-bytes", env = "MAX_RESPONSE_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_response_bytes: usize,
+
+    /// Workspaces one user may register.
+    #[arg(long = "max-workspaces-per-user", env = "MAX_WORKSPACES_PER_USER", default_value_t = 200)]
+    pub max_workspaces_per_user: u64,
+
     /// Most aliases accepted in one document.
     #[arg(long = "max-aliases", env = "MAX_ALIASES", default_value_t = 30)]
     pub max_aliases: usize,
@@ -164,7 +193,29 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
 impl Config {
+    /// Replaces the secrets given as files (`--jwt-secret-file`,
+    /// `--database-url-file`) by their contents, without the final newline.
+    pub fn load_secret_files(&mut self) -> Result<(), ConfigError> {
+        let read = |path: &PathBuf| {
+            std::fs::read_to_string(path)
+                .map(|text| SecretString::from(text.trim_end_matches(['\n', '\r']).to_owned()))
+                .map_err(|e| ConfigError(format!("reading {}: {e}", path.display())))
+        };
+        if let Some(path) = self.jwt_secret_file.take() {
+            self.jwt_secret = Some(read(&path)?);
+        }
+        if let Some(path) = self.database_url_file.take() {
+            self.database_url = read(&path)?;
+        }
+        Ok(())
+    }
+
     /// The configuration a test or an embedding program starts from: the
     /// flag defaults, with nothing read from the environment.
     pub fn defaults() -> Self {

@@ -9,7 +9,7 @@
 use std::{
     collections::HashMap,
     num::NonZeroU32,
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -27,7 +27,8 @@ use uuid::Uuid;
 
 use crate::{
     claude::{
-        runner::StopHandle, ClaudeCommand, ClaudeError, Outcome, RunCommand, RunEnd, RunOptions, Runner, StopReason,
+        policy::ToolPolicy, runner::StopHandle, ClaudeCommand, ClaudeError, Outcome, RunCommand, RunEnd, RunOptions,
+        Runner, StopReason,
     },
     db::{self, executions::Finish},
     error::{AppError, AppResult},
@@ -35,6 +36,7 @@ use crate::{
         recorder::Recorder, subscription::terminal_status, Broker, Event, ProgressEvent, Publisher, RunError,
         StatusEvent,
     },
+    paths::WorkspaceRoots,
     telemetry::metrics::{self as m, GaugeGuard},
 };
 
@@ -112,6 +114,10 @@ struct Inner {
     starts: DefaultKeyedRateLimiter<String>,
     max_active_per_user: u64,
     permission_timeout: Duration,
+    policy: ToolPolicy,
+    roots: WorkspaceRoots,
+    /// Serialises admissions on this server (see `start`).
+    admission: tokio::sync::Mutex<()>,
 }
 
 /// How the executor is set up.
@@ -123,6 +129,10 @@ pub struct ExecutorConfig {
     pub starts_per_minute: NonZeroU32,
     pub max_active_per_user: u64,
     pub permission_timeout: Duration,
+    /// What clients may grant.
+    pub policy: ToolPolicy,
+    /// Where workspaces may be (checked again at every start).
+    pub roots: WorkspaceRoots,
 }
 
 impl Executor {
@@ -141,6 +151,9 @@ impl Executor {
                 starts: RateLimiter::keyed(Quota::per_minute(config.starts_per_minute)),
                 max_active_per_user: config.max_active_per_user,
                 permission_timeout: config.permission_timeout,
+                policy: config.policy,
+                roots: config.roots,
+                admission: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -174,17 +187,11 @@ impl Executor {
                 retry_after_ms: wait.as_millis().max(1) as u64,
             });
         }
-        if db::executions::count_active(db, owner).await? >= self.inner.max_active_per_user {
-            return Err(AppError::RateLimited {
-                message: format!(
-                    "at most {} executions may be pending or running at once",
-                    self.inner.max_active_per_user
-                ),
-                retry_after_ms: 1000,
-            });
-        }
         let workspace =
             db::workspaces::get(db, owner, req.workspace_id).await?.ok_or(AppError::NotFound("workspace"))?;
+        // The directory may have been swapped for a link since it was
+        // registered (the runner refuses links again when it starts).
+        self.inner.roots.check_registered(&workspace.path, owner)?;
         let existing = match req.session_id {
             Some(id) => {
                 let session = db::sessions::get(db, owner, id).await?.ok_or(AppError::NotFound("session"))?;
@@ -204,7 +211,21 @@ impl Executor {
         // never find a live execution without one.
         let publisher = self.inner.broker.open(execution_id);
         let options = serde_json::to_value(&req.options).map_err(|e| AppError::Internal(e.to_string()))?;
+        // The active-run check and the insert are one transaction, and
+        // admissions of one user never overlap (in this server, and across
+        // replicas by an advisory lock): racing starts cannot all pass.
+        let _admission = self.inner.admission.lock().await;
         let txn = db.begin().await.map_err(db::DbError::from)?;
+        db::lock_for(&txn, &format!("admission:{owner}")).await?;
+        if db::executions::count_active(&txn, owner).await? >= self.inner.max_active_per_user {
+            return Err(AppError::RateLimited {
+                message: format!(
+                    "at most {} executions may be pending or running at once",
+                    self.inner.max_active_per_user
+                ),
+                retry_after_ms: 1000,
+            });
+        }
         let session = match existing {
             Some(session) => {
                 if !db::sessions::claim(&txn, session.id, execution_id).await? {
@@ -235,6 +256,7 @@ impl Executor {
         )
         .await?;
         txn.commit().await.map_err(db::DbError::from)?;
+        drop(_admission);
         // No await between the commit and the spawn: if the client goes away
         // and this future is dropped, the run still has its task.
         let mut options = req.options;
@@ -537,6 +559,16 @@ impl Executor {
         if request.status != db::permissions::PENDING {
             return Err(settled());
         }
+        let policy = &self.inner.policy;
+        if answer.allow && !policy.may_grant(&request.tool_name) {
+            return Err(AppError::Forbidden(format!(
+                "`{}` may not be granted on this server; deny the request instead",
+                request.tool_name
+            )));
+        }
+        if answer.updated_input.as_ref().is_some_and(|input| !input.is_object()) {
+            return Err(AppError::bad_input("updatedInput", "`updatedInput` must be an object of the tool's input"));
+        }
         let response = if answer.allow {
             let mut response = serde_json::json!({
                 "behavior": "allow",
@@ -546,6 +578,9 @@ impl Executor {
                 let suggestion = request.suggestions.as_ref().and_then(|s| s.get(index)).cloned();
                 let suggestion =
                     suggestion.ok_or_else(|| AppError::bad_input("applySuggestion", "no suggestion has that index"))?;
+                let workspace = self.workspace_of(owner, request.execution_id).await?;
+                let suggestion =
+                    policy.check_suggestion(&suggestion, Path::new(&workspace.path)).map_err(AppError::Forbidden)?;
                 response["updatedPermissions"] = serde_json::json!([suggestion]);
             }
             response
@@ -570,6 +605,13 @@ impl Executor {
             }),
         );
         Ok(answered)
+    }
+
+    /// The workspace an execution of `owner` runs in.
+    async fn workspace_of(&self, owner: &str, execution_id: Uuid) -> AppResult<entity::workspace::Model> {
+        let db = &self.inner.db;
+        let execution = db::executions::get(db, owner, execution_id).await?.ok_or(AppError::NotFound("execution"))?;
+        db::workspaces::get(db, owner, execution.workspace_id).await?.ok_or(AppError::NotFound("workspace"))
     }
 
     /// Sends a settled request's decision to its run, if this server has

@@ -10,6 +10,7 @@ pub mod events;
 pub mod executor;
 pub mod graphql;
 pub mod http;
+pub mod paths;
 pub mod state;
 pub mod telemetry;
 

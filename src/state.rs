@@ -13,4 +13,7 @@ pub struct AppState {
     pub broker: Broker,
     pub executor: Executor,
     pub config: Arc<Config>,
+    /// Serialises workspace registrations of this server (SQLite has no
+    /// advisory locks; see `db::lock_for`).
+    pub registrations: Arc<tokio::sync::Mutex<()>>,
 }

@@ -4,6 +4,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261125_000001_create_tables;
 mod m20261125_000002_permission_requests;
+mod m20261201_000003_workspace_path_index;
 
 pub struct Migrator;
 
@@ -13,6 +14,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261125_000001_create_tables::Migration),
             Box::new(m20261125_000002_permission_requests::Migration),
+            Box::new(m20261201_000003_workspace_path_index::Migration),
         ]
     }
 }

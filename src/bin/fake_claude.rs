@@ -123,6 +123,7 @@ fn main() {
         "argv": argv,
         "cwd": std::env::current_dir().ok(),
         "env_secrets": secrets,
+        "parent_environ": parent_environ(),
     }));
     let flag = |name: &str| argv.iter().position(|a| a == name).and_then(|i| argv.get(i + 1)).cloned();
     let session_id = flag("--resume").unwrap_or_else(|| Uuid::new_v4().to_string());
@@ -166,6 +167,25 @@ fn main() {
     }
     log.write(json!({"event": "exit", "code": code}));
     std::process::exit(code);
+}
+
+/// What a hostile child would find in its parent's environment: the
+/// secret names it can read there, or why it cannot read it.
+fn parent_environ() -> Value {
+    let ppid = nix::unistd::getppid();
+    match std::fs::read(format!("/proc/{ppid}/environ")) {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let found: Vec<&str> = ["JWT_SECRET", "DATABASE_URL"]
+                .into_iter()
+                .filter(|k| {
+                    text.split('\0').any(|entry| entry.strip_prefix(&format!("{k}=")).is_some_and(|v| !v.is_empty()))
+                })
+                .collect();
+            json!({ "readable": true, "secrets": found })
+        }
+        Err(e) => json!({ "readable": false, "error": e.to_string() }),
+    }
 }
 
 /// A user message from stdin.
@@ -366,7 +386,10 @@ impl Turn {
             "type": "control_request", "request_id": request_id,
             "request": {"subtype": "can_use_tool", "tool_name": tool, "display_name": tool, "input": input,
                         "description": "Create a file", "tool_use_id": tool_use_id, "blocked_path": format!("{cwd}/created.txt"),
-                        "permission_suggestions": [{"type": "setMode", "mode": "acceptEdits", "destination": "session"}]},
+                        "permission_suggestions": [
+                            {"type": "addRules", "rules": [{"toolName": tool, "ruleContent": input["command"]}], "behavior": "allow", "destination": "localSettings"},
+                            {"type": "addDirectories", "directories": [cwd], "destination": "session"},
+                            {"type": "setMode", "mode": "acceptEdits", "destination": "session"}]},
         }).to_string());
         let answer = loop {
             if self.interrupted() && !self.directives.has("ignore_interrupt") {

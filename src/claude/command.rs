@@ -1,14 +1,13 @@
 //! How `claude` is started: the argv, the environment and the stdin lines.
 
-use std::{ffi::OsString, path::PathBuf, process::Stdio};
+use std::{ffi::OsString, os::fd::AsRawFd, path::PathBuf, process::Stdio};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::process::Command;
 use uuid::Uuid;
 
-/// Environment variables of the server that the child never sees.
-const SECRET_ENV: &[&str] = &["JWT_SECRET", "DATABASE_URL"];
+use super::sandbox;
 
 /// What a client asked for when it started the execution; stored with the
 /// execution as given.
@@ -90,19 +89,31 @@ impl ClaudeCommand {
         args
     }
 
-    /// A tokio `Command` with piped stdio, the workspace as cwd, no shell,
-    /// the server's secrets removed, and its own process group so that a
-    /// stop signal reaches the tools Claude started too.
+    /// Starts `claude` in the workspace directory, confined as
+    /// [`sandbox::confine_child`] says. The directory is opened first, one
+    /// component at a time without following symbolic links, and the child
+    /// changes into that open directory: a directory swapped for a link
+    /// after registration (or while this runs) is refused, not followed.
+    pub fn spawn(&self) -> std::io::Result<tokio::process::Child> {
+        let dir = sandbox::open_dir_nofollow(&self.cwd)?;
+        let mut cmd = self.to_command();
+        sandbox::confine_child(&mut cmd, dir.as_raw_fd());
+        // `dir` stays open until the child has changed into it.
+        cmd.spawn()
+    }
+
+    /// A tokio `Command` with piped stdio, no shell, the server's secrets
+    /// removed, and its own process group so that a stop signal reaches
+    /// the tools Claude started too. (No working directory: see `spawn`.)
     pub fn to_command(&self) -> Command {
         let mut cmd = Command::new(&self.bin);
         cmd.args(self.args())
-            .current_dir(&self.cwd)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
-        for key in SECRET_ENV {
+        for key in sandbox::SECRET_ENV {
             cmd.env_remove(key);
         }
         cmd
@@ -176,8 +187,7 @@ mod tests {
         let command = cmd.to_command();
         let removed: Vec<_> =
             command.as_std().get_envs().filter(|(_, v)| v.is_none()).map(|(k, _)| k.to_owned()).collect();
-        assert_eq!(removed, ["DATABASE_URL", "JWT_SECRET"]);
-        assert_eq!(command.as_std().get_current_dir(), Some(std::path::Path::new("/tmp")));
+        assert_eq!(removed, ["DATABASE_URL", "DATABASE_URL_FILE", "JWT_SECRET", "JWT_SECRET_FILE"]);
     }
 
     #[test]

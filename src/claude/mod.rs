@@ -3,7 +3,9 @@
 
 pub mod command;
 pub mod error;
+pub mod policy;
 pub mod runner;
+pub mod sandbox;
 pub mod stream;
 
 pub use command::{ClaudeCommand, RunOptions};

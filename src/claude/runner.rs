@@ -147,7 +147,7 @@ impl Runner {
         commands: mpsc::Receiver<RunCommand>,
         stop: StopHandle,
     ) -> RunEnd {
-        let mut child = match cmd.to_command().spawn() {
+        let mut child = match cmd.spawn() {
             Ok(child) => child,
             Err(e) => {
                 return RunEnd {

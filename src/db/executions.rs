@@ -161,7 +161,7 @@ pub async fn finish(db: &DatabaseConnection, id: Uuid, session_id: Uuid, f: Fini
 }
 
 /// How many PENDING or RUNNING executions `owner` has.
-pub async fn count_active(db: &DatabaseConnection, owner: &str) -> DbResult<u64> {
+pub async fn count_active(db: &impl ConnectionTrait, owner: &str) -> DbResult<u64> {
     let owned = super::workspaces::owned_by(owner);
     Ok(execution::Entity::find()
         .filter(execution::Column::Status.is_in([PENDING, RUNNING]))

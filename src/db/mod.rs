@@ -20,9 +20,30 @@ use thiserror::Error;
 pub enum DbError {
     #[error(transparent)]
     Db(#[from] DbErr),
+    #[error("the database file {path}: {source}")]
+    File { path: String, source: std::io::Error },
 }
 
 pub type DbResult<T> = Result<T, DbError>;
+
+/// Serialises the transactions that take the same `key` (a check and the
+/// insert it guards), so that racing ones cannot both pass the check. On
+/// PostgreSQL an advisory lock held until `txn` ends (across replicas). On
+/// SQLite the database's one write lock, taken now, before the first read:
+/// a transaction that read first and wrote later could find its snapshot
+/// stale and fail ("database is locked") instead of waiting its turn.
+pub async fn lock_for(txn: &impl sea_orm::ConnectionTrait, key: &str) -> DbResult<()> {
+    let backend = txn.get_database_backend();
+    let statement = match backend {
+        sea_orm::DatabaseBackend::Postgres => {
+            sea_orm::Statement::from_sql_and_values(backend, "SELECT pg_advisory_xact_lock(hashtext($1))", [key.into()])
+        }
+        // A write that changes nothing still takes the write lock.
+        _ => sea_orm::Statement::from_string(backend, "UPDATE workspace SET owner = owner WHERE 0"),
+    };
+    txn.execute(statement).await?;
+    Ok(())
+}
 
 /// Opens the database (SQLite in WAL mode, or PostgreSQL) and applies the
 /// migrations.
@@ -30,6 +51,7 @@ pub async fn connect(url: &str) -> DbResult<DatabaseConnection> {
     let mut options = ConnectOptions::new(url.to_owned());
     options.sqlx_logging(false).acquire_timeout(Duration::from_secs(10));
     if url.starts_with("sqlite:") {
+        private_sqlite_file(url)?;
         // WAL lets readers (replays, queries) run beside the writer; NORMAL
         // sync is durable against a process crash, which is what "stored
         // before delivered" promises.
@@ -46,4 +68,44 @@ pub async fn connect(url: &str) -> DbResult<DatabaseConnection> {
     let db = Database::connect(options).await?;
     Migrator::up(&db, None).await?;
     Ok(db)
+}
+
+/// Creates the SQLite file readable by this user alone (SQLite gives its
+/// `-wal` and `-shm` files the same mode), and takes group and other
+/// access away from one that exists: it holds every prompt and answer.
+fn private_sqlite_file(url: &str) -> DbResult<()> {
+    use std::{
+        fs::OpenOptions,
+        os::unix::fs::{OpenOptionsExt, PermissionsExt},
+        str::FromStr,
+    };
+    let Ok(options) = sea_orm::sqlx::sqlite::SqliteConnectOptions::from_str(url) else { return Ok(()) };
+    let path = options.get_filename();
+    if path.as_os_str().is_empty() || path.as_os_str() == ":memory:" || url.contains("mode=memory") {
+        return Ok(());
+    }
+    let fail = |source| DbError::File { path: path.display().to_string(), source };
+    match OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            for file in [path.to_path_buf(), wal_sibling(path, "-wal"), wal_sibling(path, "-shm")] {
+                if let Ok(meta) = std::fs::metadata(&file) {
+                    let mode = meta.permissions().mode();
+                    if mode & 0o077 != 0 {
+                        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode & 0o700)).map_err(fail)?;
+                    }
+                }
+            }
+            Ok(())
+        }
+        // A read-only URL or a directory we cannot write: SQLite says why.
+        Err(_) => Ok(()),
+    }
+}
+
+/// `file.db` -> `file.db-wal`.
+fn wal_sibling(path: &std::path::Path, suffix: &str) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    name.into()
 }

@@ -2,13 +2,13 @@
 
 use chrono::Utc;
 use entity::workspace;
-use sea_orm::{prelude::*, ActiveValue::Set, QueryOrder, QuerySelect};
+use sea_orm::{prelude::*, ActiveValue::Set, QueryOrder, QuerySelect, TransactionTrait};
 use uuid::Uuid;
 
 use super::DbResult;
 
 pub async fn create(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     owner: &str,
     name: &str,
     path: &str,
@@ -55,11 +55,79 @@ pub async fn list(
     Ok(query.order_by_desc(workspace::Column::Id).limit(limit + 1).all(db).await?)
 }
 
-/// Workspaces of other owners whose path is `path`, lies inside it, or
-/// contains it: a directory is never shared between users.
-pub async fn overlapping_foreign(db: &DatabaseConnection, owner: &str, path: &str) -> DbResult<bool> {
-    let others = workspace::Entity::find().filter(workspace::Column::Owner.ne(owner)).all(db).await?;
-    let inside =
-        |outer: &str, inner: &str| inner == outer || inner.starts_with(&format!("{}/", outer.trim_end_matches('/')));
-    Ok(others.iter().any(|w| inside(&w.path, path) || inside(path, &w.path)))
+/// Why a path cannot be registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The owner already has a workspace on this directory.
+    Duplicate,
+    /// Another owner's workspace is this directory, lies inside it or
+    /// contains it: a directory is never shared between users.
+    Taken,
+    /// The owner has as many workspaces as allowed.
+    TooMany,
+}
+
+/// A workspace to register.
+pub struct NewWorkspace<'a> {
+    pub owner: &'a str,
+    pub name: &'a str,
+    pub path: &'a str,
+    pub require_approval: bool,
+}
+
+/// Registers a workspace unless the path is taken or the owner has `max`
+/// already: the checks and the insert are one transaction, serialised
+/// against every other registration (by `lock_for`, and by the caller
+/// on SQLite), so two racing registrations cannot both pass.
+pub async fn register(
+    db: &DatabaseConnection,
+    new: NewWorkspace<'_>,
+    max: u64,
+) -> DbResult<Result<workspace::Model, Refusal>> {
+    let txn = db.begin().await?;
+    super::lock_for(&txn, "workspace-paths").await?;
+    if let Some(refusal) = conflict(&txn, new.owner, new.path).await? {
+        return Ok(Err(refusal));
+    }
+    let count = workspace::Entity::find().filter(workspace::Column::Owner.eq(new.owner)).count(&txn).await?;
+    if count >= max {
+        return Ok(Err(Refusal::TooMany));
+    }
+    let created = create(&txn, new.owner, new.name, new.path, new.require_approval).await?;
+    txn.commit().await?;
+    Ok(Ok(created))
+}
+
+/// The registered workspaces that `path` would collide with: the same
+/// path, one of its ancestors, or anything inside it. Looked up by index
+/// (the ancestors by equality, the descendants by prefix), not by reading
+/// every workspace.
+async fn conflict(db: &impl ConnectionTrait, owner: &str, path: &str) -> DbResult<Option<Refusal>> {
+    use sea_orm::{sea_query::LikeExpr, Condition};
+    let mut ancestors = vec!["/".to_owned()];
+    let mut prefix = String::new();
+    for part in path.trim_end_matches('/').split('/').filter(|p| !p.is_empty()) {
+        prefix.push('/');
+        prefix.push_str(part);
+        ancestors.push(prefix.clone());
+    }
+    let escaped: String = path
+        .trim_end_matches('/')
+        .chars()
+        .flat_map(|c| if matches!(c, '%' | '_' | '\\') { vec!['\\', c] } else { vec![c] })
+        .collect();
+    let inside = LikeExpr::new(format!("{escaped}/%")).escape('\\');
+    let found = workspace::Entity::find()
+        .filter(
+            Condition::any().add(workspace::Column::Path.is_in(ancestors)).add(workspace::Column::Path.like(inside)),
+        )
+        .all(db)
+        .await?;
+    Ok(if found.iter().any(|w| w.owner != owner) {
+        Some(Refusal::Taken)
+    } else if found.iter().any(|w| w.path == path) {
+        Some(Refusal::Duplicate)
+    } else {
+        None
+    })
 }

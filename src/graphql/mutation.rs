@@ -1,16 +1,15 @@
 //! Mutation root: creating workspaces, starting and stopping runs.
 
-use std::path::{Path, PathBuf};
-
 use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
 
 use super::types::{parse_id, state, viewer, Execution, Json, PermissionRequest, Session, Workspace};
 use crate::{
-    claude::RunOptions,
+    claude::{policy::ToolPolicy, RunOptions},
     config::Config,
     db,
     error::{AppError, AppResult, Gql},
     executor::{PermissionAnswer, StartRequest},
+    paths::WorkspaceRoots,
 };
 
 /// Limits on what a client may send.
@@ -18,9 +17,6 @@ const MAX_NAME: usize = 200;
 const MAX_PROMPT: usize = 1024 * 1024;
 const MAX_SYSTEM_PROMPT: usize = 256 * 1024;
 const MAX_METADATA: usize = 64 * 1024;
-/// Permission modes a client may ask for; `bypassPermissions` only with
-/// `--allow-bypass-permissions`.
-const PERMISSION_MODES: &[&str] = &["default", "acceptEdits", "plan", "dontAsk", "auto"];
 
 #[derive(InputObject)]
 pub struct CreateWorkspaceInput {
@@ -107,15 +103,34 @@ impl MutationRoot {
         let state = state(ctx)?;
         let owner = &viewer(ctx)?.sub;
         let name = input.name.trim();
+        no_nul("name", &input.name).gql()?;
+        no_nul("path", &input.path).gql()?;
         if name.is_empty() || name.len() > MAX_NAME {
             return Err(AppError::bad_input("name", format!("`name` must be 1 to {MAX_NAME} characters"))).gql();
         }
-        let path = workspace_path(&state.config, &input.path, owner).gql()?;
-        if db::workspaces::overlapping_foreign(&state.db, owner, &path).await.gql()? {
-            return Err(AppError::bad_input("path", "this directory is not available")).gql();
-        }
-        let require_approval = input.require_approval.unwrap_or(false);
-        let workspace = db::workspaces::create(&state.db, owner, name, &path, require_approval).await.gql()?;
+        let path = WorkspaceRoots::new(state.config.workspace_roots.clone()).resolve_new(&input.path, owner).gql()?;
+        let new = db::workspaces::NewWorkspace {
+            owner,
+            name,
+            path: &path,
+            require_approval: input.require_approval.unwrap_or(false),
+        };
+        let max = state.config.max_workspaces_per_user;
+        let registered = {
+            let _one_at_a_time = state.registrations.lock().await;
+            db::workspaces::register(&state.db, new, max).await.gql()?
+        };
+        let workspace = registered
+            .map_err(|refusal| match refusal {
+                db::workspaces::Refusal::Duplicate => {
+                    AppError::bad_input("path", "you already have a workspace on this directory")
+                }
+                db::workspaces::Refusal::Taken => AppError::bad_input("path", "this directory is not available"),
+                db::workspaces::Refusal::TooMany => {
+                    AppError::RateLimited { message: format!("at most {max} workspaces per user"), retry_after_ms: 0 }
+                }
+            })
+            .gql()?;
         Ok(Workspace(workspace))
     }
 
@@ -167,6 +182,7 @@ impl MutationRoot {
         #[graphql(desc = "NEXT when not given")] priority: Option<MessagePriority>,
     ) -> async_graphql::Result<SendMessagePayload> {
         let id = parse_id(&execution_id, "executionId").gql()?;
+        no_nul("text", &text).gql()?;
         if text.trim().is_empty() || text.len() > MAX_PROMPT {
             return Err(AppError::bad_input("text", format!("`text` must be 1 to {MAX_PROMPT} bytes"))).gql();
         }
@@ -194,6 +210,12 @@ impl MutationRoot {
         apply_suggestion: Option<i32>,
     ) -> async_graphql::Result<PermissionRequest> {
         let id = parse_id(&id, "id").gql()?;
+        if let Some(message) = &message {
+            no_nul("message", message).gql()?;
+        }
+        if let Some(input) = &updated_input {
+            json_no_nul("updatedInput", &input.0).gql()?;
+        }
         if message.as_ref().is_some_and(|m| m.len() > MAX_SYSTEM_PROMPT) {
             return Err(AppError::bad_input("message", "`message` is too long")).gql();
         }
@@ -220,68 +242,30 @@ impl MutationRoot {
     }
 }
 
-/// The canonical form of a requested workspace path, if it is acceptable
-/// for `owner`.
-fn workspace_path(config: &Config, raw: &str, owner: &str) -> AppResult<String> {
-    if raw.trim().is_empty() {
-        return Err(AppError::bad_input("path", "`path` must not be empty"));
-    }
-    let path = Path::new(raw);
-    if !path.is_absolute() {
-        return Err(AppError::bad_input("path", "`path` must be absolute"));
-    }
-    let roots: Vec<PathBuf> = config.workspace_roots.iter().filter_map(|root| user_root(root, owner)).collect();
-    let outside = || AppError::bad_input("path", "`path` is not under an allowed workspace root");
-    // First without touching the file system, so that nothing is learnt
-    // about paths outside the roots (whether they exist, what they are).
-    if !config.workspace_roots.is_empty() && !roots.iter().any(|root| lexically_normal(path).starts_with(root)) {
-        return Err(outside());
-    }
-    // Canonical: no `..`, no symlinks, so the root check below is real.
-    let canonical = path.canonicalize().map_err(|_| AppError::bad_input("path", format!("`{raw}` does not exist")))?;
-    if !canonical.is_dir() {
-        return Err(AppError::bad_input("path", format!("`{raw}` is not a directory")));
-    }
-    // Then for real: a symlink may lead out of the root.
-    if !config.workspace_roots.is_empty()
-        && !roots.iter().filter_map(|root| root.canonicalize().ok()).any(|root| canonical.starts_with(root))
-    {
-        return Err(outside());
-    }
-    canonical.into_os_string().into_string().map_err(|_| AppError::bad_input("path", "`path` must be valid UTF-8"))
-}
-
-/// `path` with `.` and `..` resolved by name alone (no symlinks followed).
-fn lexically_normal(path: &Path) -> PathBuf {
-    use std::path::Component;
-    let mut normal = PathBuf::new();
-    for component in path.components() {
-        match component {
-            Component::ParentDir => {
-                normal.pop();
-            }
-            Component::CurDir => {}
-            other => normal.push(other),
-        }
-    }
-    normal
-}
-
-/// A root with `{sub}` replaced by the user; None when the user's name
-/// cannot be a single path component.
-fn user_root(root: &Path, owner: &str) -> Option<PathBuf> {
-    let text = root.to_str()?;
-    if !text.contains("{sub}") {
-        return Some(root.to_owned());
-    }
-    let safe = !owner.is_empty() && owner != "." && owner != ".." && !owner.contains(['/', '\\', '\0']);
-    safe.then(|| PathBuf::from(text.replace("{sub}", owner)))
+/// The operator's limits on what clients may grant.
+pub fn tool_policy(config: &Config) -> ToolPolicy {
+    ToolPolicy { grantable: config.grantable_tools.clone(), allow_bypass: config.allow_bypass_permissions }
 }
 
 /// Checks every field of a start request.
 fn start_request(config: &Config, input: StartExecutionInput) -> AppResult<StartRequest> {
     let workspace_id = parse_id(&input.workspace_id, "workspaceId")?;
     let session_id = input.session_id.as_ref().map(|id| parse_id(id, "sessionId")).transpose()?;
+    // NUL cannot be stored (PostgreSQL text) nor passed in argv.
+    no_nul("prompt", &input.prompt)?;
+    for (field, value) in [
+        ("systemPrompt", &input.system_prompt),
+        ("appendSystemPrompt", &input.append_system_prompt),
+        ("model", &input.model),
+        ("permissionMode", &input.permission_mode),
+    ] {
+        if let Some(value) = value {
+            no_nul(field, value)?;
+        }
+    }
+    if let Some(metadata) = &input.metadata {
+        json_no_nul("metadata", &metadata.0)?;
+    }
     if input.prompt.trim().is_empty() {
         return Err(AppError::bad_input("prompt", "`prompt` must not be empty"));
     }
@@ -297,23 +281,17 @@ fn start_request(config: &Config, input: StartExecutionInput) -> AppResult<Start
     if input.max_turns.is_some_and(|n| n < 1) {
         return Err(AppError::bad_input("maxTurns", "`maxTurns` must be at least 1"));
     }
+    let policy = tool_policy(config);
     if let Some(tools) = &input.allowed_tools {
-        if let Some(bad) = tools.iter().find(|t| !is_tool_name(t)) {
-            return Err(AppError::bad_input("allowedTools", format!("`{bad}` is not a tool name")));
-        }
-        let grantable = |tool: &String| {
-            let name = tool.split('(').next().unwrap_or_default();
-            config.grantable_tools.is_empty() || config.grantable_tools.iter().any(|g| g == name)
-        };
-        if let Some(bad) = tools.iter().find(|t| !grantable(t)) {
-            return Err(AppError::bad_input("allowedTools", format!("`{bad}` may not be pre-approved on this server")));
-        }
+        policy.check_allowed_tools(tools).map_err(|why| AppError::bad_input("allowedTools", why))?;
     }
     if input.max_budget_usd.is_some_and(|usd| !(usd > 0.0 && usd.is_finite())) {
         return Err(AppError::bad_input("maxBudgetUsd", "`maxBudgetUsd` must be a positive amount"));
     }
     if let Some(model) = &input.model {
+        // Never one that reads as an option of the CLI.
         let ok = !model.is_empty()
+            && !model.starts_with('-')
             && model.len() <= 100
             && model.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:[]@/".contains(c));
         if !ok {
@@ -321,11 +299,7 @@ fn start_request(config: &Config, input: StartExecutionInput) -> AppResult<Start
         }
     }
     if let Some(mode) = &input.permission_mode {
-        let allowed = PERMISSION_MODES.contains(&mode.as_str())
-            || (mode == "bypassPermissions" && config.allow_bypass_permissions);
-        if !allowed {
-            return Err(AppError::bad_input("permissionMode", format!("`{mode}` is not an allowed permission mode")));
-        }
+        policy.check_mode(mode).map_err(|why| AppError::bad_input("permissionMode", why))?;
     }
     if let Some(metadata) = &input.metadata {
         if metadata.0.to_string().len() > MAX_METADATA {
@@ -351,13 +325,31 @@ fn start_request(config: &Config, input: StartExecutionInput) -> AppResult<Start
     })
 }
 
-/// A tool name, or a tool with a rule such as `Bash(git log:*)`; never a
-/// comma, which would split it on the command line.
-fn is_tool_name(tool: &str) -> bool {
-    let name = tool.split('(').next().unwrap_or_default();
-    !name.is_empty()
-        && tool.len() <= 200
-        && !tool.contains(',')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        && (!tool.contains('(') || tool.ends_with(')'))
+/// Refuses a NUL character, which no store or argv can carry.
+fn no_nul(field: &str, value: &str) -> AppResult<()> {
+    if value.contains('\0') {
+        return Err(AppError::bad_input(field, format!("`{field}` must not contain NUL characters")));
+    }
+    Ok(())
+}
+
+/// Refuses a NUL character in any key or string of a JSON value.
+fn json_no_nul(field: &str, value: &serde_json::Value) -> AppResult<()> {
+    use serde_json::Value;
+    let bad = match value {
+        Value::String(text) => text.contains('\0'),
+        Value::Array(items) => return items.iter().try_for_each(|item| json_no_nul(field, item)),
+        Value::Object(map) => {
+            for (key, item) in map {
+                no_nul(field, key)?;
+                json_no_nul(field, item)?;
+            }
+            false
+        }
+        _ => false,
+    };
+    if bad {
+        return no_nul(field, "\0");
+    }
+    Ok(())
 }

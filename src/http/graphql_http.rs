@@ -26,7 +26,10 @@ use axum::{
 use serde_json::{Map, Value};
 
 use super::{router::HttpState, trace_id};
-use crate::graphql::errors::{is_request_error, set_trace_id, shape};
+use crate::graphql::{
+    errors::{is_request_error, set_trace_id, shape},
+    types::Unauthenticated,
+};
 
 const JSON: &str = "application/json; charset=utf-8";
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json; charset=utf-8";
@@ -215,9 +218,10 @@ pub async fn graphql_http(
     let mut request = crate::graphql::request(params.query, params.operation_name, params.variables, params.extensions)
         .data(trace.clone());
     let credentials = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    if let Some(viewer) = http.auth.viewer(credentials) {
-        request = request.data(viewer);
-    }
+    request = match http.auth.authenticate(credentials) {
+        Ok(viewer) => request.data(viewer),
+        Err(why) => request.data(Unauthenticated(why)),
+    };
     let mut response = http.schema.execute(request).await;
     set_trace_id(&mut response.errors, &trace.0);
     // A request that never began executing (it did not parse or validate)

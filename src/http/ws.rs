@@ -236,7 +236,18 @@ impl Connection {
         tokio::pin!(init_deadline);
         let mut keep_alive = interval_at(Instant::now() + settings.keep_alive, settings.keep_alive);
         let mut awaiting_pong = false;
+        // Armed once `connection_init` brought credentials that expire.
+        let expiry = sleep(Duration::ZERO);
+        tokio::pin!(expiry);
+        let mut expiry_armed = false;
         loop {
+            if !expiry_armed {
+                if let Some(at) = self.viewer.as_ref().and_then(|v| v.expires_at) {
+                    let left = at.duration_since(std::time::SystemTime::now()).unwrap_or_default();
+                    expiry.as_mut().reset(Instant::now() + left);
+                    expiry_armed = true;
+                }
+            }
             tokio::select! {
                 message = self.socket.recv() => match message {
                     Some(Ok(Message::Text(text))) => {
@@ -264,6 +275,10 @@ impl Connection {
                         }
                     }
                     self.flush().await?;
+                }
+                _ = &mut expiry, if expiry_armed => {
+                    // The token ran out: nothing more runs on its authority.
+                    return Err(Close(close::FORBIDDEN, "Forbidden: the token has expired".into()));
                 }
                 _ = &mut init_deadline, if !self.init_received => {
                     return Err(Close(close::INIT_TIMEOUT, "Connection initialisation timeout".into()));
@@ -344,8 +359,8 @@ impl Connection {
             .and_then(Value::as_str)
             .map(str::to_owned)
             .or_else(|| self.header_credentials.clone());
-        match self.http.auth.viewer(credentials.as_deref()) {
-            Some(viewer) => {
+        match self.http.auth.authenticate(credentials.as_deref()) {
+            Ok(viewer) => {
                 let Some(slot) = self.settings.connections.acquire(&viewer.sub, self.settings.max_connections_per_user)
                 else {
                     return Err(Close(close::TOO_MANY_INITS, "Too many connections for this user".into()));
@@ -354,11 +369,13 @@ impl Connection {
                 self.viewer = Some(viewer);
                 self.send(json!({ "type": "connection_ack" })).await
             }
-            None if self.protocol == Protocol::Legacy => {
-                self.send(json!({ "type": "connection_error", "payload": { "message": "Forbidden" } })).await?;
-                Err(Close(close::FORBIDDEN, "Forbidden".into()))
+            Err(why) => {
+                let reason = format!("Forbidden: {why}");
+                if self.protocol == Protocol::Legacy {
+                    self.send(json!({ "type": "connection_error", "payload": { "message": reason } })).await?;
+                }
+                Err(Close(close::FORBIDDEN, reason))
             }
-            None => Err(Close(close::FORBIDDEN, "Forbidden".into())),
         }
     }
 
@@ -366,6 +383,9 @@ impl Connection {
         let Some(viewer) = self.viewer.clone() else {
             return Err(Close(close::UNAUTHORIZED, "Unauthorized".into()));
         };
+        if viewer.is_expired() {
+            return Err(Close(close::FORBIDDEN, "Forbidden: the token has expired".into()));
+        }
         if self.operations.contains_key(&id) {
             return Err(Close(close::DUPLICATE_ID, format!("Subscriber for {id} already exists")));
         }

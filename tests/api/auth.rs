@@ -11,21 +11,21 @@ use tokio_tungstenite::tungstenite::{client::IntoClientRequest, http::HeaderValu
 
 use crate::helpers::{spawn_with, Db, TestApp, EVENTS_SUBSCRIPTION};
 
-const SECRET: &str = "a-test-secret";
+pub const SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256";
 
-fn now() -> u64 {
+pub fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
 
-fn token(claims: Value) -> String {
+pub fn token(claims: Value) -> String {
     encode(&Header::default(), &claims, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap()
 }
 
-fn token_for(sub: &str) -> String {
+pub fn token_for(sub: &str) -> String {
     token(json!({ "sub": sub, "exp": now() + 3600, "aud": "claude-graphql" }))
 }
 
-async fn secured(tweak: impl FnOnce(&mut Config)) -> TestApp {
+pub async fn secured(tweak: impl FnOnce(&mut Config)) -> TestApp {
     spawn_with(Db::Sqlite, |c| {
         c.jwt_secret = Some(SECRET.to_owned().into());
         c.jwt_audience = Some("claude-graphql".into());
@@ -36,11 +36,11 @@ async fn secured(tweak: impl FnOnce(&mut Config)) -> TestApp {
 }
 
 /// A GraphQL request with `Authorization: Bearer <token>`.
-async fn as_user(app: &TestApp, token: &str, query: &str, variables: Value) -> Value {
+pub async fn as_user(app: &TestApp, token: &str, query: &str, variables: Value) -> Value {
     app.gql_as(Some(token), query, variables).await
 }
 
-fn code(response: &Value) -> &str {
+pub fn code(response: &Value) -> &str {
     response["errors"][0]["extensions"]["code"].as_str().unwrap_or_else(|| panic!("no error in {response}"))
 }
 

@@ -116,7 +116,10 @@ async fn bad_workspaces_and_lookups_are_refused() {
                 json!({ "p": probe }),
             )
             .await;
-        assert_eq!(response["errors"][0]["message"], "`path` is not under an allowed workspace root", "{probe}");
+        assert_eq!(
+            response["errors"][0]["message"], "`path` is not an existing directory under an allowed workspace root",
+            "{probe}"
+        );
     }
     let response =
         app.gql("mutation { createWorkspace(input: {name: \"  \", path: \"/tmp\"}) { id } }", json!({})).await;

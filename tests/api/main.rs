@@ -15,6 +15,7 @@ mod lifecycle;
 mod pipeline;
 mod replicas;
 mod runs;
+mod security;
 mod transport;
 mod ws;
 

@@ -43,8 +43,29 @@ pub async fn owned_execution(ctx: &Context<'_>, id: Uuid) -> async_graphql::Resu
 #[derive(Debug, Clone)]
 pub struct Viewer {
     pub sub: String,
+    /// When the credentials stop being valid (None: never, local mode).
+    pub expires_at: Option<std::time::SystemTime>,
 }
 
+impl Viewer {
+    /// Whether the credentials have expired by now.
+    pub fn is_expired(&self) -> bool {
+        self.expires_at.is_some_and(|at| at <= std::time::SystemTime::now())
+    }
+}
+
+/// Request data: why the request carries no viewer.
+#[derive(Debug, Clone)]
+pub struct Unauthenticated(pub crate::http::auth::AuthError);
+
 pub fn viewer<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a Viewer> {
-    ctx.data_opt::<Viewer>().ok_or_else(|| AppError::Unauthenticated("a bearer token is required".into()).extend())
+    match ctx.data_opt::<Viewer>() {
+        Some(viewer) if !viewer.is_expired() => Ok(viewer),
+        Some(_) => Err(AppError::Unauthenticated(crate::http::auth::AuthError::Expired.to_string()).extend()),
+        None => {
+            let why = ctx.data_opt::<Unauthenticated>().map(|u| u.0.clone());
+            let why = why.unwrap_or(crate::http::auth::AuthError::Missing);
+            Err(AppError::Unauthenticated(why.to_string()).extend())
+        }
+    }
 }
