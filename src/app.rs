@@ -14,7 +14,7 @@ use crate::{
     db,
     events::Broker,
     executor::{Executor, ExecutorConfig},
-    graphql::{build_schema, persisted_queries},
+    graphql::build_schema,
     http,
     state::AppState,
 };
@@ -114,9 +114,8 @@ impl App {
     ) -> std::io::Result<()> {
         let App { listener, state, shutdown } = self;
         info!(address = %listener.local_addr()?, "listening");
-        let persisted = persisted_queries();
-        let schema = build_schema(Some(state.clone()), persisted.clone());
-        let router = http::router(state.clone(), schema, persisted);
+        let schema = build_schema(Some(state.clone()));
+        let router = http::router(state.clone(), schema);
         let token = shutdown.clone();
         tokio::spawn(async move {
             stop.await;

@@ -1,5 +1,6 @@
 //! The GraphQL API: schema, resolvers, and the shape of its errors.
 
+pub mod documents;
 pub mod errors;
 pub mod limits;
 pub mod mutation;
@@ -7,10 +8,7 @@ pub mod query;
 pub mod subscription;
 pub mod types;
 
-use async_graphql::{
-    extensions::apollo_persisted_queries::{ApolloPersistedQueries, LruCacheStorage},
-    Schema,
-};
+use async_graphql::Schema;
 
 pub use errors::TraceId;
 use mutation::MutationRoot;
@@ -21,20 +19,9 @@ use crate::state::AppState;
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
-/// Automatic persisted queries kept per server.
-const PERSISTED_QUERIES: usize = 1024;
-
-/// A store for automatic persisted queries, shared by the schema's APQ
-/// extension and the HTTP edge (which must see a GET's operation).
-pub fn persisted_queries() -> LruCacheStorage {
-    LruCacheStorage::new(PERSISTED_QUERIES)
-}
-
 /// The schema, with the server state reachable from every resolver.
-pub fn build_schema(state: Option<AppState>, persisted: LruCacheStorage) -> AppSchema {
-    let mut builder = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
-        .extension(errors::ErrorShape)
-        .extension(ApolloPersistedQueries::new(persisted));
+pub fn build_schema(state: Option<AppState>) -> AppSchema {
+    let mut builder = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot).extension(errors::ErrorShape);
     if let Some(state) = state {
         let config = &state.config;
         builder = builder
@@ -79,5 +66,5 @@ pub fn selected_operation<'a>(
 
 /// The SDL, as checked in as `schema.graphql`.
 pub fn sdl() -> String {
-    build_schema(None, persisted_queries()).sdl()
+    build_schema(None).sdl()
 }

@@ -12,13 +12,9 @@
 //!   `application/graphql-response+json` so is one whose document does not
 //!   parse or validate; under `application/json` that is 200 with errors.
 
-use async_graphql::{
-    extensions::apollo_persisted_queries::{CacheStorage, LruCacheStorage},
-    parser::{parse_query, types::OperationType},
-    ServerError,
-};
+use async_graphql::{parser::types::OperationType, Response, ServerError};
 use axum::{
-    body::Bytes,
+    body::{Bytes, HttpBody},
     extract::{RawQuery, State},
     http::{header, HeaderMap, HeaderValue, Method, StatusCode},
     response::{IntoResponse, Response as HttpResponse},
@@ -27,6 +23,7 @@ use serde_json::{Map, Value};
 
 use super::{router::HttpState, trace_id};
 use crate::graphql::{
+    documents::{Params, Prepared},
     errors::{is_request_error, set_trace_id, shape},
     types::Unauthenticated,
 };
@@ -77,15 +74,6 @@ fn negotiate(headers: &HeaderMap) -> Option<MediaType> {
         }
     }
     best.map(|(_, m)| m)
-}
-
-/// The four request parameters.
-#[derive(Debug, Default)]
-struct Params {
-    query: Option<String>,
-    operation_name: Option<String>,
-    variables: Option<Map<String, Value>>,
-    extensions: Option<Map<String, Value>>,
 }
 
 /// A request that is not a well-formed GraphQL-over-HTTP request.
@@ -154,27 +142,17 @@ fn get_params(raw: Option<&str>) -> Result<Params, Rejection> {
     Ok(params)
 }
 
-/// The persisted-query hash a request names, if any.
-fn persisted_hash(extensions: Option<&Map<String, Value>>) -> Option<String> {
-    extensions?.get("persistedQuery")?.get("sha256Hash")?.as_str().map(str::to_owned)
+/// Whether a request names a persisted query (and so needs no `query`).
+fn names_persisted_query(extensions: Option<&Map<String, Value>>) -> bool {
+    extensions.is_some_and(|e| e.contains_key("persistedQuery"))
 }
 
 /// Whether the operation a GET would run is a mutation (or a subscription:
 /// neither belongs on a safe method). Unparseable documents are left to the
 /// engine, which reports them as GraphQL errors.
-async fn is_unsafe_on_get(params: &Params, persisted: &LruCacheStorage) -> bool {
-    let document = match (&params.query, persisted_hash(params.extensions.as_ref())) {
-        (Some(query), _) if !query.is_empty() => match parse_query(query) {
-            Ok(doc) => doc,
-            Err(_) => return false,
-        },
-        (_, Some(hash)) => match persisted.get(hash).await {
-            Some(doc) => doc,
-            None => return false,
-        },
-        _ => return false,
-    };
-    crate::graphql::selected_operation(&document, params.operation_name.as_deref())
+fn is_unsafe_on_get(prepared: &Prepared) -> bool {
+    let Some(document) = &prepared.document else { return false };
+    crate::graphql::selected_operation(document, prepared.request.operation_name.as_deref())
         .is_some_and(|op| op.node.ty != OperationType::Query)
 }
 
@@ -201,10 +179,14 @@ pub async fn graphql_http(
         Ok(p) => p,
         Err(Rejection(status, message)) => return request_error(status, media, &message, &trace.0),
     };
-    if params.query.is_none() && persisted_hash(params.extensions.as_ref()).is_none() {
+    if params.query.is_none() && !names_persisted_query(params.extensions.as_ref()) {
         return request_error(StatusCode::BAD_REQUEST, media, "`query` is required", &trace.0);
     }
-    if method == Method::GET && is_unsafe_on_get(&params, &http.persisted).await {
+    let mut prepared = match http.documents.prepare(params).await {
+        Ok(prepared) => prepared,
+        Err(error) => return graphql_response(media, Response::from_errors(vec![error]), &trace.0),
+    };
+    if method == Method::GET && is_unsafe_on_get(&prepared) {
         let mut response = request_error(
             StatusCode::METHOD_NOT_ALLOWED,
             media,
@@ -214,16 +196,36 @@ pub async fn graphql_http(
         response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
         return response;
     }
-
-    let mut request = crate::graphql::request(params.query, params.operation_name, params.variables, params.extensions)
-        .data(trace.clone());
+    let remember = prepared.take_remember();
+    let mut request = prepared.request.data(trace.clone());
     let credentials = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     request = match http.auth.authenticate(credentials) {
         Ok(viewer) => request.data(viewer),
         Err(why) => request.data(Unauthenticated(why)),
     };
-    let mut response = http.schema.execute(request).await;
-    set_trace_id(&mut response.errors, &trace.0);
+    let response = http.schema.execute(request).await;
+    http.documents.settle(remember, !is_request_error(&response));
+    let mut http_response = graphql_response(media, response, &trace.0);
+    if http_response.body().size_hint().exact().is_some_and(|n| n > http.max_response_bytes as u64) {
+        let error = ServerError::new(
+            format!(
+                "the response is larger than the {} bytes allowed; ask for fewer fields or smaller pages",
+                http.max_response_bytes
+            ),
+            None,
+        );
+        let mut errors = vec![error];
+        errors[0].extensions.get_or_insert_with(Default::default).set("code", "BAD_USER_INPUT");
+        shape(&mut errors, Some(trace.0.clone()));
+        http_response = json_response(StatusCode::OK, media, &serde_json::json!({ "data": null, "errors": errors }));
+    }
+    http_response
+}
+
+/// The HTTP response for a GraphQL response.
+fn graphql_response(media: MediaType, mut response: Response, trace: &str) -> HttpResponse {
+    shape(&mut response.errors, Some(trace.to_owned()));
+    set_trace_id(&mut response.errors, trace);
     // A request that never began executing (it did not parse or validate)
     // is a request error: no data, and 400 under the GraphQL media type.
     let request_error = is_request_error(&response);

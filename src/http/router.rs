@@ -2,7 +2,6 @@
 
 use std::time::Instant;
 
-use async_graphql::extensions::apollo_persisted_queries::LruCacheStorage;
 use axum::{
     extract::{DefaultBodyLimit, MatchedPath, Request},
     http::HeaderName,
@@ -18,20 +17,26 @@ use tower_http::{
 use tracing::info_span;
 
 use super::{auth::Authenticator, graphql, graphql_http, health, pages, ws::WsSettings};
-use crate::{graphql::AppSchema, state::AppState, telemetry::metrics as m};
+use crate::{
+    graphql::{documents::Documents, AppSchema},
+    state::AppState,
+    telemetry::metrics as m,
+};
 
 /// What the GraphQL handlers need.
 #[derive(Clone)]
 pub struct HttpState {
     pub schema: AppSchema,
     pub auth: Authenticator,
-    /// The automatic persisted queries the schema's APQ extension keeps.
-    pub persisted: LruCacheStorage,
+    /// Reads documents (and keeps persisted queries).
+    pub documents: Documents,
+    /// Largest response body of a query.
+    pub max_response_bytes: usize,
     pub ws: WsSettings,
     pub state: AppState,
 }
 
-pub fn router(state: AppState, schema: AppSchema, persisted: LruCacheStorage) -> Router {
+pub fn router(state: AppState, schema: AppSchema) -> Router {
     let ws = WsSettings {
         init_timeout: state.config.ws_init_timeout,
         keep_alive: state.config.ws_keep_alive,
@@ -39,7 +44,14 @@ pub fn router(state: AppState, schema: AppSchema, persisted: LruCacheStorage) ->
         max_connections_per_user: state.config.max_connections_per_user,
         connections: Default::default(),
     };
-    let http = HttpState { schema, auth: Authenticator::new(&state.config), persisted, ws, state: state.clone() };
+    let http = HttpState {
+        schema,
+        auth: Authenticator::new(&state.config),
+        documents: Documents::new(state.config.max_query_tokens),
+        max_response_bytes: state.config.max_response_bytes,
+        ws,
+        state: state.clone(),
+    };
     let request_id = HeaderName::from_static("x-request-id");
     let metrics = m::install();
     let body_limit = state.config.max_body_bytes;

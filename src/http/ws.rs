@@ -16,10 +16,7 @@ use std::{
 };
 
 use async_graphql::{
-    parser::{
-        parse_query,
-        types::{OperationType, Selection},
-    },
+    parser::types::{ExecutableDocument, OperationType, Selection},
     Data, Request, Response, ServerError,
 };
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
@@ -33,6 +30,7 @@ use super::router::HttpState;
 use crate::{
     events::{subscription::execution_events, Event},
     graphql::{
+        documents::{Params, Prepared},
         errors::is_request_error,
         subscription::{Probe, RenderOne},
         types::Viewer,
@@ -398,14 +396,24 @@ impl Connection {
             crate::graphql::errors::shape(&mut errors, Some(self.trace.0.clone()));
             return self.send(json!({ "type": "error", "id": id, "payload": errors })).await;
         }
+        let mut prepared = match self.http.documents.prepare(payload.params()).await {
+            Ok(prepared) => prepared,
+            Err(error) => {
+                let mut errors = vec![error];
+                crate::graphql::errors::shape(&mut errors, Some(self.trace.0.clone()));
+                return self.send(json!({ "type": "error", "id": id, "payload": errors })).await;
+            }
+        };
+        // Persisted queries are registered over HTTP; here they are only used.
+        let _ = prepared.take_remember();
         let mut data = Data::default();
         data.insert(viewer);
         data.insert(self.trace.clone());
         let session = Arc::new(data);
-        let operation: Operation = match shared_render_key(&payload) {
-            Some(key) => events_operation(self.http.clone(), payload, key, session).await,
+        let operation: Operation = match shared_render_key(&payload, prepared.document.as_ref()) {
+            Some(key) => events_operation(self.http.clone(), prepared, key, session).await,
             None => {
-                let responses = self.http.schema.execute_stream_with_session_data(payload.request(), session);
+                let responses = self.http.schema.execute_stream_with_session_data(prepared.request, session);
                 Box::pin(responses.map(|r| Some(Frame::Response(Box::new(r)))).chain(stream::once(async { None })))
             }
         };
@@ -419,11 +427,17 @@ impl Connection {
 /// access (a probe that yields nothing); the events then come straight from
 /// the pipeline, and only the rendering goes through the engine, once per
 /// event and document.
-async fn events_operation(http: HttpState, payload: OperationPayload, key: u64, session: Arc<Data>) -> Operation {
+async fn events_operation(http: HttpState, prepared: Prepared, key: u64, session: Arc<Data>) -> Operation {
     let probe = Probe::default();
+    let template = RenderTemplate {
+        query: prepared.request.query.clone(),
+        operation_name: prepared.request.operation_name.clone(),
+        variables: prepared.request.variables.clone(),
+        document: prepared.document,
+    };
     let responses: Vec<Response> = http
         .schema
-        .execute_stream_with_session_data(payload.request().data(probe.clone()), session.clone())
+        .execute_stream_with_session_data(prepared.request.data(probe.clone()), session.clone())
         .collect()
         .await;
     let checked = probe.0.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -433,8 +447,7 @@ async fn events_operation(http: HttpState, payload: OperationPayload, key: u64, 
             stream::iter(responses).map(|r| Some(Frame::Response(Box::new(r)))).chain(stream::once(async { None })),
         );
     };
-    let document = payload.query.as_deref().and_then(|q| parse_query(q).ok());
-    let renderer = Arc::new(Renderer { schema: http.schema.clone(), payload, document, key, session });
+    let renderer = Arc::new(Renderer { schema: http.schema.clone(), template, key, session });
     let state = &http.state;
     let events = execution_events(state.db.clone(), state.broker.clone(), execution_id, after_seq);
     Box::pin(
@@ -475,9 +488,14 @@ impl Connection {
 }
 
 impl OperationPayload {
-    fn request(&self) -> Request {
+    fn params(&self) -> Params {
         let this = self.clone();
-        crate::graphql::request(this.query, this.operation_name, this.variables, this.extensions)
+        Params {
+            query: this.query,
+            operation_name: this.operation_name,
+            variables: this.variables,
+            extensions: this.extensions,
+        }
     }
 }
 
@@ -485,10 +503,9 @@ impl OperationPayload {
 /// the key its renders are shared under: the document, the operation, and
 /// the variables except the one bound to `afterSeq`, which decides where a
 /// subscriber starts but not how an event looks.
-fn shared_render_key(payload: &OperationPayload) -> Option<u64> {
+fn shared_render_key(payload: &OperationPayload, document: Option<&ExecutableDocument>) -> Option<u64> {
     let query = payload.query.as_deref()?;
-    let document = parse_query(query).ok()?;
-    let operation = crate::graphql::selected_operation(&document, payload.operation_name.as_deref())?;
+    let operation = crate::graphql::selected_operation(document?, payload.operation_name.as_deref())?;
     if operation.node.ty != OperationType::Subscription {
         return None;
     }
@@ -510,12 +527,19 @@ fn shared_render_key(payload: &OperationPayload) -> Option<u64> {
     Some(hasher.finish())
 }
 
+/// What every render of one subscription starts from.
+struct RenderTemplate {
+    query: String,
+    operation_name: Option<String>,
+    variables: async_graphql::Variables,
+    /// The document, parsed once (it was checked by the probe).
+    document: Option<ExecutableDocument>,
+}
+
 /// Renders events for one subscription document.
 struct Renderer {
     schema: crate::graphql::AppSchema,
-    payload: OperationPayload,
-    /// The document, parsed once (it was checked by the probe).
-    document: Option<async_graphql::parser::types::ExecutableDocument>,
+    template: RenderTemplate,
     key: u64,
     session: Arc<Data>,
 }
@@ -527,8 +551,11 @@ impl Renderer {
         if let Some(text) = event.renders().get(self.key) {
             return text;
         }
-        let mut request = self.payload.request().data(RenderOne(event.clone()));
-        if let Some(document) = &self.document {
+        let template = &self.template;
+        let mut request =
+            Request::new(template.query.clone()).variables(template.variables.clone()).data(RenderOne(event.clone()));
+        request.operation_name = template.operation_name.clone();
+        if let Some(document) = &template.document {
             request.set_parsed_query(document.clone());
         }
         let response = self

@@ -484,3 +484,73 @@ async fn races_are_decided_once_sqlite() {
 async fn races_are_decided_once_postgres() {
     races_are_decided_once(Db::Postgres).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_documents_are_refused_before_parsing_and_never_cached() {
+    use sha2::{Digest, Sha256};
+    let app = secured(|_| {}).await;
+    // ~2 MB: about a million fields, with its matching persisted-query hash,
+    // and no credentials at all.
+    let huge = format!("{{ {} }}", "a ".repeat(1_000_000));
+    let hash = format!("{:x}", Sha256::digest(huge.as_bytes()));
+    let persisted = json!({ "persistedQuery": { "version": 1, "sha256Hash": hash } });
+    let started = std::time::Instant::now();
+    let floods = (0..5)
+        .map(|_| app.http.post(app.url("/graphql")).json(&json!({ "query": huge, "extensions": persisted })).send());
+    let health = app.http.get(app.url("/healthz")).send();
+    let (responses, health) = tokio::join!(futures_util::future::join_all(floods), health);
+    assert!(health.unwrap().status().is_success());
+    for response in responses {
+        let body: Value = response.unwrap().json().await.unwrap();
+        assert_eq!(code(&body), "BAD_USER_INPUT", "{body}");
+        assert!(message(&body).contains("tokens"), "{body}");
+    }
+    assert!(started.elapsed() < Duration::from_secs(10), "refused without parsing: {:?}", started.elapsed());
+    // Nothing was remembered under that hash.
+    let lookup: Value = app
+        .http
+        .post(app.url("/graphql"))
+        .json(&json!({ "extensions": persisted }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(message(&lookup), "PersistedQueryNotFound", "{lookup}");
+
+    // A document that does not validate is not remembered either; one
+    // that does is.
+    for (query, remembered) in [("{ nope }", false), ("{ __typename }", true)] {
+        let hash = format!("{:x}", Sha256::digest(query.as_bytes()));
+        let persisted = json!({ "persistedQuery": { "version": 1, "sha256Hash": hash } });
+        app.http
+            .post(app.url("/graphql"))
+            .json(&json!({ "query": query, "extensions": persisted }))
+            .send()
+            .await
+            .unwrap();
+        let lookup: Value = app
+            .http
+            .post(app.url("/graphql"))
+            .json(&json!({ "extensions": persisted }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(lookup.get("errors").is_none(), remembered, "{query}: {lookup}");
+    }
+
+    // The same limit holds on a WebSocket.
+    let mut socket = connect(&app, Some("graphql-transport-ws")).await;
+    let alice = token_for("alice");
+    send(&mut socket, json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {alice}") } }))
+        .await;
+    assert_eq!(crate::ws::next(&mut socket).await["type"], "connection_ack");
+    send(&mut socket, json!({ "id": "big", "type": "subscribe", "payload": { "query": huge } })).await;
+    let error = crate::ws::next(&mut socket).await;
+    assert_eq!(error["type"], "error", "{error}");
+    assert!(error["payload"][0]["message"].as_str().unwrap().contains("tokens"), "{error}");
+}
