@@ -61,7 +61,9 @@ impl App {
             return Err(StartupError::NoWorkspaceRoots);
         }
         let db = db::connect(config.database_url.expose_secret()).await?;
-        let broker = Broker::default();
+        // Subscriptions may use half of the pool to read the store; the
+        // other half stays for everything else.
+        let broker = Broker::new(db::pool_size(&db) / 2, 2);
         let shutdown = CancellationToken::new();
         let executor = Executor::new(
             db.clone(),

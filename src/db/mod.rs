@@ -45,6 +45,18 @@ pub async fn lock_for(txn: &impl sea_orm::ConnectionTrait, key: &str) -> DbResul
     Ok(())
 }
 
+/// Connections in the pool.
+const SQLITE_POOL: u32 = 8;
+const POSTGRES_POOL: u32 = 16;
+
+/// How many connections `db`'s pool holds.
+pub fn pool_size(db: &DatabaseConnection) -> usize {
+    match sea_orm::ConnectionTrait::get_database_backend(db) {
+        sea_orm::DatabaseBackend::Postgres => POSTGRES_POOL as usize,
+        _ => SQLITE_POOL as usize,
+    }
+}
+
 /// Opens the database (SQLite in WAL mode, or PostgreSQL) and applies the
 /// migrations.
 pub async fn connect(url: &str) -> DbResult<DatabaseConnection> {
@@ -61,9 +73,9 @@ pub async fn connect(url: &str) -> DbResult<DatabaseConnection> {
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true)
         });
-        options.max_connections(8);
+        options.max_connections(SQLITE_POOL);
     } else {
-        options.max_connections(16);
+        options.max_connections(POSTGRES_POOL);
     }
     let db = Database::connect(options).await?;
     Migrator::up(&db, None).await?;

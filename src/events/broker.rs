@@ -30,9 +30,22 @@ pub struct Broker {
     channels: Channels,
     /// Signals from other replicas about executions they run.
     wakeups: super::replicas::Wakeups,
+    /// The store-read budget of subscriptions.
+    reads: super::reads::StoreReads,
 }
 
 impl Broker {
+    /// A broker whose subscriptions read the store at most `total` at a
+    /// time, and `per_user` at a time for one user.
+    pub fn new(reads_total: usize, reads_per_user: usize) -> Self {
+        Self { reads: super::reads::StoreReads::new(reads_total, reads_per_user), ..Default::default() }
+    }
+
+    /// The store reader of `user`'s subscriptions.
+    pub fn reader(&self, user: &str) -> super::reads::StoreReader {
+        self.reads.reader(user)
+    }
+
     /// Opens the channel of a new execution. The returned publisher is the
     /// only sender; dropping it closes the channel.
     pub fn open(&self, execution_id: Uuid) -> Publisher {

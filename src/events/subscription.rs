@@ -15,7 +15,8 @@ use tracing::warn;
 use uuid::Uuid;
 
 use super::{
-    is_terminal, replicas::Wakeups, Broker, Event, MessageEvent, PermissionEvent, ProgressEvent, RunError, StatusEvent,
+    is_terminal, reads::StoreReader, replicas::Wakeups, Broker, Event, MessageEvent, PermissionEvent, ProgressEvent,
+    RunError, StatusEvent,
 };
 use crate::{
     db,
@@ -33,6 +34,7 @@ const POLL_EVERY: Duration = Duration::from_millis(500);
 pub fn execution_events(
     db: DatabaseConnection,
     broker: Broker,
+    reader: StoreReader,
     execution_id: Uuid,
     after_seq: i64,
 ) -> impl Stream<Item = Arc<Event>> + Send + 'static {
@@ -48,7 +50,7 @@ pub fn execution_events(
         loop {
             // Catch up from the store.
             loop {
-                let page = stored_after(&db, execution_id, last).await;
+                let page = stored_after(&reader, &db, execution_id, last).await;
                 let more = page.len() as u64 == REPLAY_PAGE;
                 for (seq, event) in page {
                     last = seq;
@@ -66,13 +68,17 @@ pub fn execution_events(
                 // Permission requests are announced live; one made before
                 // this subscriber came is still waiting for an answer.
                 told_pending = true;
-                for request in db::permissions::of_execution(&db, execution_id, true).await.unwrap_or_default() {
+                let pending = {
+                    let db = db.clone();
+                    reader.run(async move { db::permissions::of_execution(&db, execution_id, true).await }).await
+                };
+                for request in pending.and_then(Result::ok).unwrap_or_default() {
                     yield Arc::new(Event::Permission(PermissionEvent { execution_id, request: Box::new(request), renders: Default::default() }));
                 }
             }
             // Messages are stored before the status turns terminal, so one
             // more catch-up after seeing it finds everything.
-            if let Some((progress, status)) = final_events(&db, execution_id).await {
+            if let Some((progress, status)) = final_events(&reader, &db, execution_id).await {
                 // Live-only progress was missed: the final figures, then.
                 yield Arc::new(Event::Progress(progress));
                 finished = Some(Arc::new(Event::Status(status)));
@@ -128,15 +134,23 @@ pub fn execution_events(
 /// failed read is retried (with backoff) rather than taken for "nothing
 /// more": a subscriber must never be told a run ended before it has every
 /// message.
-async fn stored_after(db: &DatabaseConnection, execution_id: Uuid, last: i64) -> Vec<(i64, Arc<Event>)> {
+async fn stored_after(
+    reader: &StoreReader,
+    db: &DatabaseConnection,
+    execution_id: Uuid,
+    last: i64,
+) -> Vec<(i64, Arc<Event>)> {
     let mut delay = Duration::from_millis(50);
     loop {
-        match db::messages::after(db, execution_id, last, REPLAY_PAGE).await {
-            Ok(page) => {
+        let db = db.clone();
+        let read = reader.run(async move { db::messages::after(&db, execution_id, last, REPLAY_PAGE).await }).await;
+        match read {
+            Some(Ok(page)) => {
                 return page.iter().map(|m| (m.seq, Arc::new(Event::Message(MessageEvent::from_stored(m))))).collect()
             }
-            Err(e) => {
-                warn!(error = %e, %execution_id, "replay from the store failed; retrying");
+            failed => {
+                let error = failed.map_or_else(|| "the read panicked".to_owned(), |r| format!("{:?}", r.err()));
+                warn!(%error, %execution_id, "replay from the store failed; retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
             }
@@ -145,8 +159,13 @@ async fn stored_after(db: &DatabaseConnection, execution_id: Uuid, last: i64) ->
 }
 
 /// The final progress and status, if the execution has finished.
-async fn final_events(db: &DatabaseConnection, execution_id: Uuid) -> Option<(ProgressEvent, StatusEvent)> {
-    let execution = db::executions::find(db, execution_id).await.ok().flatten()?;
+async fn final_events(
+    reader: &StoreReader,
+    db: &DatabaseConnection,
+    execution_id: Uuid,
+) -> Option<(ProgressEvent, StatusEvent)> {
+    let db = db.clone();
+    let execution = reader.run(async move { db::executions::find(&db, execution_id).await }).await?.ok().flatten()?;
     let status = terminal_status_of(&execution)?;
     let elapsed = match (execution.started_at, execution.finished_at) {
         (Some(start), Some(end)) => (end - start).num_milliseconds(),

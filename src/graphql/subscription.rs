@@ -49,6 +49,9 @@ impl SubscriptionRoot {
             *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some((id, after_seq));
             return Ok(stream::empty().boxed());
         }
-        Ok(execution_events(state.db.clone(), state.broker.clone(), id, after_seq).map(ExecutionEvent::from).boxed())
+        let reader = state.broker.reader(&super::types::viewer(ctx)?.sub);
+        Ok(execution_events(state.db.clone(), state.broker.clone(), reader, id, after_seq)
+            .map(ExecutionEvent::from)
+            .boxed())
     }
 }

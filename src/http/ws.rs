@@ -25,6 +25,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tokio::time::{interval_at, sleep, Instant};
 use tokio_stream::StreamMap;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::router::HttpState;
 use crate::{
@@ -407,13 +408,28 @@ impl Connection {
         // Persisted queries are registered over HTTP; here they are only used.
         let _ = prepared.take_remember();
         let mut data = Data::default();
-        data.insert(viewer);
+        data.insert(viewer.clone());
         data.insert(self.trace.clone());
         let session = Arc::new(data);
         let operation: Operation = match shared_render_key(&payload, prepared.document.as_ref()) {
-            Some(key) => events_operation(self.http.clone(), prepared, key, session).await,
+            Some(key) => events_operation(self.http.clone(), prepared, key, session, &viewer).await,
             None => {
+                let subscription = prepared
+                    .document
+                    .as_ref()
+                    .and_then(|d| crate::graphql::selected_operation(d, prepared.request.operation_name.as_deref()))
+                    .is_some_and(|op| op.node.ty == OperationType::Subscription);
                 let responses = self.http.schema.execute_stream_with_session_data(prepared.request, session);
+                let responses: Pin<Box<dyn Stream<Item = Response> + Send>> = if subscription {
+                    Box::pin(responses)
+                } else {
+                    // A query or mutation runs to its end on a task of its
+                    // own: were it polled only when this socket can take
+                    // more, a client that reads nothing could keep its
+                    // store connections checked out.
+                    let task = AbortOnDropHandle::new(tokio::spawn(responses.collect::<Vec<_>>()));
+                    Box::pin(stream::once(task).flat_map(|done| stream::iter(done.unwrap_or_default())))
+                };
                 Box::pin(responses.map(|r| Some(Frame::Response(Box::new(r)))).chain(stream::once(async { None })))
             }
         };
@@ -427,7 +443,13 @@ impl Connection {
 /// access (a probe that yields nothing); the events then come straight from
 /// the pipeline, and only the rendering goes through the engine, once per
 /// event and document.
-async fn events_operation(http: HttpState, prepared: Prepared, key: u64, session: Arc<Data>) -> Operation {
+async fn events_operation(
+    http: HttpState,
+    prepared: Prepared,
+    key: u64,
+    session: Arc<Data>,
+    viewer: &Viewer,
+) -> Operation {
     let probe = Probe::default();
     let template = RenderTemplate {
         query: prepared.request.query.clone(),
@@ -449,7 +471,8 @@ async fn events_operation(http: HttpState, prepared: Prepared, key: u64, session
     };
     let renderer = Arc::new(Renderer { schema: http.schema.clone(), template, key, session });
     let state = &http.state;
-    let events = execution_events(state.db.clone(), state.broker.clone(), execution_id, after_seq);
+    let reader = state.broker.reader(&viewer.sub);
+    let events = execution_events(state.db.clone(), state.broker.clone(), reader, execution_id, after_seq);
     Box::pin(
         events
             .then(move |event| {

@@ -35,7 +35,7 @@ async fn a_lagging_subscriber_catches_up_from_the_store() {
 
     let broker = Broker::default();
     let publisher = broker.open(execution_id);
-    let mut stream = Box::pin(execution_events(conn.clone(), broker.clone(), execution_id, 0));
+    let mut stream = Box::pin(execution_events(conn.clone(), broker.clone(), broker.reader("local"), execution_id, 0));
     // First poll: the stream joins the channel and waits for live events.
     assert!(stream.next().now_or_never().is_none());
 

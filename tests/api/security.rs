@@ -554,3 +554,29 @@ async fn huge_documents_are_refused_before_parsing_and_never_cached() {
     assert_eq!(error["type"], "error", "{error}");
     assert!(error["payload"][0]["message"].as_str().unwrap().contains("tokens"), "{error}");
 }
+
+on_every_db!(one_socket_cannot_starve_the_store);
+
+/// One client opens as many subscriptions as it may on one socket, to a
+/// long stored run, and reads nothing; another user's queries stay fast.
+async fn one_socket_cannot_starve_the_store(app: TestApp) {
+    let (workspace, _) = app.workspace().await;
+    let (execution, _) =
+        app.start(json!({ "workspaceId": workspace, "prompt": "fake: messages=3000 size=2000" })).await;
+    app.wait_finished(&execution).await;
+    let mut socket = crate::ws::acked_socket(&app).await;
+    for i in 0..app.config.max_subscriptions_per_connection {
+        let subscribe = json!({ "id": i.to_string(), "type": "subscribe", "payload": { "query": EVENTS_SUBSCRIPTION, "variables": { "id": execution, "after": 0 } } });
+        send(&mut socket, subscribe).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        let answer = tokio::time::timeout(Duration::from_secs(5), app.execution(&execution)).await;
+        assert!(answer.is_ok(), "a query waited {:?} for the store", started.elapsed());
+        let (other, _) = app.start(json!({ "workspaceId": workspace, "prompt": "hi" })).await;
+        let finished = tokio::time::timeout(Duration::from_secs(5), app.wait_finished(&other)).await;
+        assert_eq!(finished.expect("a run finishes while the socket hogs")["status"], "COMPLETED");
+    }
+    drop(socket);
+}

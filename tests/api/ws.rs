@@ -54,6 +54,10 @@ pub async fn closed(socket: &mut Socket) -> (u16, String) {
     }
 }
 
+pub async fn acked_socket(app: &TestApp) -> Socket {
+    acked(app).await
+}
+
 async fn acked(app: &TestApp) -> Socket {
     let mut socket = connect(app, Some("graphql-transport-ws")).await;
     send(&mut socket, json!({ "type": "connection_init" })).await;
