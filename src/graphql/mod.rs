@@ -3,6 +3,7 @@
 pub mod documents;
 pub mod errors;
 pub mod limits;
+pub mod loaders;
 pub mod mutation;
 pub mod query;
 pub mod subscription;

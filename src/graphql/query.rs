@@ -3,8 +3,8 @@
 use async_graphql::{connection::Connection, Context, Object, ID};
 
 use super::types::{
-    owned_execution, parse_id, state, viewer, Execution, LogEntry, PageArgs, PermissionRequest, Session, SessionStatus,
-    Workspace,
+    owned_execution, page_cost, parse_id, state, viewer, Execution, LogEntry, PageArgs, PermissionRequest, Session,
+    SessionStatus, Workspace,
 };
 use crate::{
     db,
@@ -27,6 +27,7 @@ impl QueryRoot {
     }
 
     /// Your workspaces, newest first.
+    #[graphql(complexity = "page_cost(first, child_complexity)")]
     async fn workspaces(
         &self,
         ctx: &Context<'_>,
@@ -47,6 +48,7 @@ impl QueryRoot {
 
     /// A workspace's sessions, newest first, optionally only ACTIVE or
     /// CLOSED ones.
+    #[graphql(complexity = "page_cost(first, child_complexity)")]
     async fn sessions(
         &self,
         ctx: &Context<'_>,
@@ -67,6 +69,7 @@ impl QueryRoot {
     /// The stored messages of a session, across its executions, oldest
     /// first: at most `limit` (1..1000) of them after position `afterSeq`
     /// (`LogEntry.seq`).
+    #[graphql(complexity = "(limit.clamp(1, MAX_LOG_LIMIT) as usize).saturating_mul(child_complexity)")]
     async fn session_logs(
         &self,
         ctx: &Context<'_>,
@@ -89,6 +92,7 @@ impl QueryRoot {
     }
 
     /// The permission requests of an execution that wait for an answer.
+    #[graphql(complexity = "10 * child_complexity")]
     async fn pending_permission_requests(
         &self,
         ctx: &Context<'_>,

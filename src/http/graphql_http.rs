@@ -25,6 +25,7 @@ use super::{router::HttpState, trace_id};
 use crate::graphql::{
     documents::{Params, Prepared},
     errors::{is_request_error, set_trace_id, shape},
+    loaders::Loaders,
     types::Unauthenticated,
 };
 
@@ -200,7 +201,7 @@ pub async fn graphql_http(
     let mut request = prepared.request.data(trace.clone());
     let credentials = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     request = match http.auth.authenticate(credentials) {
-        Ok(viewer) => request.data(viewer),
+        Ok(viewer) => request.data(Loaders::new(http.state.db.clone(), &viewer.sub)).data(viewer),
         Err(why) => request.data(Unauthenticated(why)),
     };
     let response = http.schema.execute(request).await;

@@ -33,6 +33,7 @@ use crate::{
     graphql::{
         documents::{Params, Prepared},
         errors::is_request_error,
+        loaders::Loaders,
         subscription::{Probe, RenderOne},
         types::Viewer,
         TraceId,
@@ -408,6 +409,7 @@ impl Connection {
         // Persisted queries are registered over HTTP; here they are only used.
         let _ = prepared.take_remember();
         let mut data = Data::default();
+        data.insert(Loaders::new(self.http.state.db.clone(), &viewer.sub));
         data.insert(viewer.clone());
         data.insert(self.trace.clone());
         let session = Arc::new(data);
@@ -505,8 +507,19 @@ impl Connection {
             self.operations.remove(&id);
             return self.feed_text(json!({ "type": "error", "id": id, "payload": response.errors }).to_string()).await;
         }
-        let payload = serde_json::to_value(&response).unwrap_or(Value::Null);
-        self.feed_text(json!({ "type": kind, "id": id, "payload": payload }).to_string()).await
+        let mut payload = serde_json::to_string(&response).unwrap_or_else(|_| "null".into());
+        let max = self.http.max_response_bytes;
+        if payload.len() > max {
+            let mut errors = vec![ServerError::new(
+                format!("the response is larger than the {max} bytes allowed; ask for fewer fields or smaller pages"),
+                None,
+            )];
+            errors[0].extensions.get_or_insert_with(Default::default).set("code", "BAD_USER_INPUT");
+            crate::graphql::errors::shape(&mut errors, Some(self.trace.0.clone()));
+            payload = json!({ "data": null, "errors": errors }).to_string();
+        }
+        let id = Value::String(id).to_string();
+        self.feed_text(format!("{{\"type\":\"{kind}\",\"id\":{id},\"payload\":{payload}}}")).await
     }
 }
 

@@ -19,7 +19,7 @@ async fn start_error(app: &TestApp, input: Value) -> Value {
 async fn counts(app: &TestApp) -> (usize, usize) {
     let data = app
         .ok(
-            "{ workspaces(first: 100) { edges { node { id sessions(first: 100) { edges { node { id } } } } } } }",
+            "{ workspaces(first: 10) { edges { node { id sessions(first: 50) { edges { node { id } } } } } } }",
             json!({}),
         )
         .await;

@@ -580,3 +580,92 @@ async fn one_socket_cannot_starve_the_store(app: TestApp) {
     }
     drop(socket);
 }
+
+on_every_db!(nested_pages_cost_what_they_ask_for_and_load_in_batches);
+
+/// Query cost multiplies by page sizes; nested pages load in one batch per
+/// level and still page correctly; a response has a size cap.
+async fn nested_pages_cost_what_they_ask_for_and_load_in_batches(app: TestApp) {
+    let (workspace, _) = app.workspace().await;
+    // Three sessions with 3, 2 and 1 executions.
+    let mut sessions = Vec::new();
+    for runs in [3, 2, 1] {
+        let (first, session) = app.start(json!({ "workspaceId": workspace, "prompt": "hi" })).await;
+        app.wait_finished(&first).await;
+        for _ in 1..runs {
+            let (next, _) =
+                app.start(json!({ "workspaceId": workspace, "sessionId": session, "prompt": "again" })).await;
+            app.wait_finished(&next).await;
+        }
+        sessions.push((session, runs));
+    }
+    // The attacker's query: 30 aliases x 100 sessions x 100 executions.
+    let aliases: String =
+        (0..30).map(|i| format!("a{i}: sessions(first: 100) {{ edges {{ node {{ executions(first: 100) {{ edges {{ node {{ prompt }} }} }} }} }} }} ")).collect();
+    let hog =
+        app.gql(&format!("query($w: ID!) {{ workspace(id: $w) {{ {aliases} }} }}"), json!({ "w": workspace })).await;
+    assert_eq!(code(&hog), "BAD_USER_INPUT", "{hog}");
+    assert!(message(&hog).contains("complex"), "{hog}");
+    let one = app
+        .gql(
+            "query($w: ID!) { workspace(id: $w) { sessions(first: 100) { edges { node { executions(first: 100) { edges { node { prompt } } } } } } } }",
+            json!({ "w": workspace }),
+        )
+        .await;
+    assert_eq!(code(&one), "BAD_USER_INPUT", "100 x 100 is too much: {one}");
+
+    // A page of sessions, each with a page of its executions, batched.
+    let nested = app
+        .ok(
+            "query($w: ID!) { workspace(id: $w) { sessions(first: 10) { edges { node { id workspace { id }
+               executions(first: 2) { edges { node { id session { id } workspace { id } } } pageInfo { hasNextPage } } } } } } }",
+            json!({ "w": workspace }),
+        )
+        .await;
+    let edges = nested["workspace"]["sessions"]["edges"].as_array().unwrap();
+    assert_eq!(edges.len(), 3);
+    for edge in edges {
+        let node = &edge["node"];
+        let runs = sessions.iter().find(|(id, _)| node["id"] == id.as_str()).unwrap().1;
+        assert_eq!(node["workspace"]["id"], workspace.as_str());
+        let executions = node["executions"]["edges"].as_array().unwrap();
+        assert_eq!(executions.len(), runs.min(2), "{node}");
+        assert_eq!(node["executions"]["pageInfo"]["hasNextPage"], runs > 2, "{node}");
+        for execution in executions {
+            assert_eq!(execution["node"]["session"]["id"], node["id"]);
+            assert_eq!(execution["node"]["workspace"]["id"], workspace.as_str());
+        }
+    }
+    // The same page one session at a time says the same (newest first).
+    let (session, _) = &sessions[0];
+    let alone = app
+        .ok(
+            "query($s: ID!) { session(id: $s) { executions(first: 2) { edges { node { id } } pageInfo { hasNextPage endCursor } } } }",
+            json!({ "s": session }),
+        )
+        .await;
+    let cursor = alone["session"]["executions"]["pageInfo"]["endCursor"].as_str().unwrap().to_owned();
+    let rest = app
+        .ok(
+            "query($s: ID!, $after: String) { session(id: $s) { executions(first: 2, after: $after) { edges { node { id } } pageInfo { hasNextPage } } } }",
+            json!({ "s": session, "after": cursor }),
+        )
+        .await;
+    assert_eq!(rest["session"]["executions"]["edges"].as_array().unwrap().len(), 1);
+    assert_eq!(rest["session"]["executions"]["pageInfo"]["hasNextPage"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_has_a_size_cap() {
+    let app = spawn_with(Db::Sqlite, |c| c.max_response_bytes = 64 * 1024).await.unwrap();
+    let (workspace, _) = app.workspace().await;
+    let (execution, session) =
+        app.start(json!({ "workspaceId": workspace, "prompt": "fake: messages=100 size=2000" })).await;
+    app.wait_finished(&execution).await;
+    let logs = "query($s: ID!, $n: Int!) { sessionLogs(sessionId: $s, limit: $n) { seq payload } }";
+    let small = app.gql(logs, json!({ "s": session, "n": 5 })).await;
+    assert!(small.get("errors").is_none(), "{small}");
+    let big = app.gql(logs, json!({ "s": session, "n": 1000 })).await;
+    assert_eq!(code(&big), "BAD_USER_INPUT", "{big}");
+    assert!(message(&big).contains("larger than"), "{big}");
+}

@@ -14,6 +14,13 @@ pub const DEFAULT_PAGE: i32 = 20;
 /// The largest `first` accepted.
 pub const MAX_PAGE: i32 = 100;
 
+/// What a page of `first` items costs in query complexity: each item
+/// costs what is asked of it, so nested pages multiply.
+pub fn page_cost(first: Option<i32>, child_complexity: usize) -> usize {
+    let items = first.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE) as usize;
+    items.saturating_mul(child_complexity).saturating_add(1)
+}
+
 /// A validated `first` / `after` pair.
 #[derive(Debug, Clone, Copy)]
 pub struct PageArgs {
@@ -22,6 +29,11 @@ pub struct PageArgs {
 }
 
 impl PageArgs {
+    /// The batch-load form of this page.
+    pub fn page(self, status: Option<&'static str>) -> crate::db::batch::Page {
+        crate::db::batch::Page { limit: self.limit, before: self.before, status }
+    }
+
     pub fn parse(first: Option<i32>, after: Option<&str>) -> Result<Self, AppError> {
         let first = first.unwrap_or(DEFAULT_PAGE);
         if !(0..=MAX_PAGE).contains(&first) {

@@ -4,7 +4,8 @@ use async_graphql::{Context, Enum, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use entity::execution;
 
-use super::{state, viewer, Json, PermissionRequest, Session, Workspace};
+use super::{state, Json, PermissionRequest, Session, Workspace};
+use crate::graphql::loaders::{load_error, loaders};
 use crate::{
     db,
     error::{AppError, Gql},
@@ -146,18 +147,19 @@ impl Execution {
 
     /// Every tool-permission request of the run and how it was settled
     /// (the audit trail), oldest first.
+    #[graphql(complexity = "10 * child_complexity")]
     async fn permission_requests(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<PermissionRequest>> {
         let rows = db::permissions::of_execution(&state(ctx)?.db, self.0.id, false).await.gql()?;
         Ok(rows.into_iter().map(PermissionRequest).collect())
     }
 
     async fn session(&self, ctx: &Context<'_>) -> async_graphql::Result<Session> {
-        let found = db::sessions::get(&state(ctx)?.db, &viewer(ctx)?.sub, self.0.session_id).await.gql()?;
+        let found = loaders(ctx)?.sessions.load_one(self.0.session_id).await.map_err(load_error).gql()?;
         found.map(Session).ok_or(AppError::NotFound("session")).gql()
     }
 
     async fn workspace(&self, ctx: &Context<'_>) -> async_graphql::Result<Workspace> {
-        let found = db::workspaces::get(&state(ctx)?.db, &viewer(ctx)?.sub, self.0.workspace_id).await.gql()?;
+        let found = loaders(ctx)?.workspaces.load_one(self.0.workspace_id).await.map_err(load_error).gql()?;
         found.map(Workspace).ok_or(AppError::NotFound("workspace")).gql()
     }
 }

@@ -8,7 +8,7 @@ mod permission;
 mod session;
 mod workspace;
 
-pub use connection::{decode_cursor, page, PageArgs};
+pub use connection::{decode_cursor, page, page_cost, PageArgs};
 pub use event::{ExecutionEvent, LogEntry};
 pub use execution::{Execution, ExecutionStatus, RunErrorInfo};
 pub use json::{Json, RawJson};

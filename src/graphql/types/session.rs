@@ -4,8 +4,12 @@ use async_graphql::{connection::Connection, Context, Enum, Object, ID};
 use chrono::{DateTime, Utc};
 use entity::session;
 
-use super::{page, state, viewer, Execution, PageArgs, Workspace};
-use crate::{db, error::Gql};
+use super::{page, page_cost, Execution, PageArgs, Workspace};
+use crate::{
+    db,
+    error::Gql,
+    graphql::loaders::{load_error, loaders},
+};
 
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
 pub enum SessionStatus {
@@ -34,7 +38,7 @@ impl Session {
     }
 
     async fn workspace(&self, ctx: &Context<'_>) -> async_graphql::Result<Workspace> {
-        let found = db::workspaces::get(&state(ctx)?.db, &viewer(ctx)?.sub, self.0.workspace_id).await.gql()?;
+        let found = loaders(ctx)?.workspaces.load_one(self.0.workspace_id).await.map_err(load_error).gql()?;
         found.map(Workspace).ok_or(crate::error::AppError::NotFound("workspace")).gql()
     }
 
@@ -72,10 +76,11 @@ impl Session {
     /// The execution that is pending or running in this session, if any.
     async fn active_execution(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Execution>> {
         let Some(id) = self.0.active_execution_id else { return Ok(None) };
-        Ok(db::executions::find(&state(ctx)?.db, id).await.gql()?.map(Execution))
+        Ok(loaders(ctx)?.executions.load_one(id).await.map_err(load_error).gql()?.map(Execution))
     }
 
     /// The session's executions, newest first.
+    #[graphql(complexity = "page_cost(first, child_complexity)")]
     async fn executions(
         &self,
         ctx: &Context<'_>,
@@ -83,7 +88,8 @@ impl Session {
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, Execution>> {
         let args = PageArgs::parse(first, after.as_deref()).gql()?;
-        let rows = db::executions::list(&state(ctx)?.db, self.0.id, args.limit, args.before).await.gql()?;
+        let rows = loaders(ctx)?.execution_pages.load_one((self.0.id, args.page(None))).await;
+        let rows = rows.map_err(load_error).gql()?.unwrap_or_default();
         Ok(page(rows, args, |e| e.id, Execution))
     }
 }

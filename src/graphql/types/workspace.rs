@@ -4,8 +4,11 @@ use async_graphql::{connection::Connection, Context, Object, ID};
 use chrono::{DateTime, Utc};
 use entity::workspace;
 
-use super::{page, state, PageArgs, Session, SessionStatus};
-use crate::{db, error::Gql};
+use super::{page, page_cost, PageArgs, Session, SessionStatus};
+use crate::{
+    error::Gql,
+    graphql::loaders::{load_error, loaders},
+};
 
 /// A named directory in which Claude runs.
 pub struct Workspace(pub workspace::Model);
@@ -35,6 +38,7 @@ impl Workspace {
     }
 
     /// The workspace's sessions, newest first.
+    #[graphql(complexity = "page_cost(first, child_complexity)")]
     pub async fn sessions(
         &self,
         ctx: &Context<'_>,
@@ -43,10 +47,8 @@ impl Workspace {
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, Session>> {
         let args = PageArgs::parse(first, after.as_deref()).gql()?;
-        let rows =
-            db::sessions::list(&state(ctx)?.db, self.0.id, status.map(SessionStatus::as_str), args.limit, args.before)
-                .await
-                .gql()?;
+        let key = (self.0.id, args.page(status.map(SessionStatus::as_str)));
+        let rows = loaders(ctx)?.session_pages.load_one(key).await.map_err(load_error).gql()?.unwrap_or_default();
         Ok(page(rows, args, |s| s.id, Session))
     }
 }
