@@ -397,11 +397,18 @@ impl Executor {
         let mut delay = Duration::from_millis(100);
         for attempt in 1..=10 {
             match db::executions::finish(&self.inner.db, execution.id, execution.session_id, finish.clone()).await {
-                Ok(true) => {
+                Ok(Some(cancelled)) => {
+                    for request in cancelled {
+                        publisher.publish(Event::Permission(crate::events::PermissionEvent {
+                            execution_id: execution.id,
+                            request: Box::new(request),
+                            renders: Default::default(),
+                        }));
+                    }
                     publisher.publish(Event::Status(status));
                     return final_status;
                 }
-                Ok(false) => {
+                Ok(None) => {
                     // Someone else finished it (a cancel of a run whose
                     // server seemed gone): say what the store says.
                     if let Some(stored) = terminal_status(&self.inner.db, execution.id).await {

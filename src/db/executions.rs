@@ -120,10 +120,16 @@ pub struct Finish {
     pub result: Option<Json>,
 }
 
-/// Marks the execution finished and frees its session, in one transaction.
-/// Only a PENDING or RUNNING execution is finished; returns false if it
-/// already was.
-pub async fn finish(db: &DatabaseConnection, id: Uuid, session_id: Uuid, f: Finish) -> DbResult<bool> {
+/// Marks the execution finished, frees its session and cancels its
+/// permission requests still waiting for an answer (nobody can act on them
+/// any more), in one transaction. Only a PENDING or RUNNING execution is
+/// finished; returns None if it already was, else the requests cancelled.
+pub async fn finish(
+    db: &DatabaseConnection,
+    id: Uuid,
+    session_id: Uuid,
+    f: Finish,
+) -> DbResult<Option<Vec<entity::permission_request::Model>>> {
     let txn = db.begin().await?;
     let now = Utc::now();
     let updated = execution::Entity::update_many()
@@ -142,7 +148,7 @@ pub async fn finish(db: &DatabaseConnection, id: Uuid, session_id: Uuid, f: Fini
         .await?;
     if updated.rows_affected == 0 {
         txn.rollback().await?;
-        return Ok(false);
+        return Ok(None);
     }
     session::Entity::update_many()
         .col_expr(session::Column::ActiveExecutionId, Expr::value(Option::<Uuid>::None))
@@ -155,9 +161,10 @@ pub async fn finish(db: &DatabaseConnection, id: Uuid, session_id: Uuid, f: Fini
         .filter(session::Column::ActiveExecutionId.eq(id))
         .exec(&txn)
         .await?;
+    let cancelled = super::permissions::cancel_open(&txn, id).await?;
     super::signals::notify(&txn, super::signals::EVENTS_CHANNEL, id).await?;
     txn.commit().await?;
-    Ok(true)
+    Ok(Some(cancelled))
 }
 
 /// How many PENDING or RUNNING executions `owner` has.

@@ -104,6 +104,35 @@ pub async fn settle(
     Ok(updated.rows_affected == 1)
 }
 
+/// Cancels the requests of `execution_id` that still wait for an answer;
+/// returns them as they now are.
+pub async fn cancel_open(db: &impl ConnectionTrait, execution_id: Uuid) -> DbResult<Vec<permission_request::Model>> {
+    let open = permission_request::Entity::find()
+        .filter(permission_request::Column::ExecutionId.eq(execution_id))
+        .filter(permission_request::Column::Status.eq(PENDING))
+        .all(db)
+        .await?;
+    if open.is_empty() {
+        return Ok(open);
+    }
+    let now = Utc::now();
+    permission_request::Entity::update_many()
+        .col_expr(permission_request::Column::Status, Expr::value(CANCELLED))
+        .col_expr(permission_request::Column::AnsweredAt, Expr::value(now))
+        .filter(permission_request::Column::ExecutionId.eq(execution_id))
+        .filter(permission_request::Column::Status.eq(PENDING))
+        .exec(db)
+        .await?;
+    Ok(open
+        .into_iter()
+        .map(|mut request| {
+            request.status = CANCELLED.to_owned();
+            request.answered_at = Some(now);
+            request
+        })
+        .collect())
+}
+
 /// The pending request of an execution with the CLI's `request_id`.
 pub async fn by_request_id(
     db: &DatabaseConnection,

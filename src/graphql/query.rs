@@ -75,13 +75,13 @@ impl QueryRoot {
         ctx: &Context<'_>,
         session_id: ID,
         #[graphql(default = 100)] limit: i32,
-        after_seq: Option<i64>,
+        after_seq: Option<i32>,
     ) -> async_graphql::Result<Vec<LogEntry>> {
         let id = parse_id(&session_id, "sessionId").gql()?;
         if !(1..=MAX_LOG_LIMIT).contains(&limit) {
             return Err(AppError::bad_input("limit", format!("`limit` must be between 1 and {MAX_LOG_LIMIT}"))).gql();
         }
-        let after = after_seq.unwrap_or(0);
+        let after = i64::from(after_seq.unwrap_or(0));
         if after < 0 {
             return Err(AppError::bad_input("afterSeq", "`afterSeq` must not be negative")).gql();
         }

@@ -34,7 +34,7 @@ impl SubscriptionRoot {
         &self,
         ctx: &Context<'_>,
         execution_id: ID,
-        #[graphql(default = 0)] after_seq: i64,
+        #[graphql(default = 0)] after_seq: i32,
     ) -> async_graphql::Result<BoxStream<'static, ExecutionEvent>> {
         if let Some(RenderOne(event)) = ctx.data_opt::<RenderOne>() {
             return Ok(stream::once(std::future::ready(ExecutionEvent::from(event.clone()))).boxed());
@@ -46,11 +46,11 @@ impl SubscriptionRoot {
         owned_execution(ctx, id).await?;
         let state = state(ctx)?;
         if let Some(Probe(slot)) = ctx.data_opt::<Probe>() {
-            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some((id, after_seq));
+            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some((id, i64::from(after_seq)));
             return Ok(stream::empty().boxed());
         }
         let reader = state.broker.reader(&super::types::viewer(ctx)?.sub);
-        Ok(execution_events(state.db.clone(), state.broker.clone(), reader, id, after_seq)
+        Ok(execution_events(state.db.clone(), state.broker.clone(), reader, id, i64::from(after_seq))
             .map(ExecutionEvent::from)
             .boxed())
     }

@@ -13,6 +13,7 @@ mod inputs;
 mod interactive;
 mod lifecycle;
 mod pipeline;
+mod reliability;
 mod replicas;
 mod runs;
 mod security;

@@ -1,0 +1,111 @@
+//! A truthful record whatever fails: runs that end, servers that die,
+//! children that linger.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+
+use crate::{
+    helpers::{final_status, TestApp},
+    on_every_db,
+};
+
+on_every_db!(permission_requests_are_settled_when_their_run_ends, out_of_range_positions_are_bad_input);
+
+const PENDING: &str = "query($e: ID!) { pendingPermissionRequests(executionId: $e) { id } }";
+const ANSWER: &str = "mutation($id: ID!) { answerPermissionRequest(id: $id, decision: ALLOW) { status } }";
+
+/// Starts a `claude` that asks for a permission (and then never answers an
+/// interrupt, so it never withdraws the request itself: only a signal ends
+/// it), with approvals, and waits for its request.
+async fn asked(app: &TestApp, workspace: &str) -> (String, String) {
+    let prompt = "fake: ask=Bash ignore_interrupt";
+    let (execution, _) =
+        app.start(json!({ "workspaceId": workspace, "prompt": prompt, "requireApproval": true })).await;
+    for _ in 0..400 {
+        let found = app.ok(PENDING, json!({ "e": execution })).await;
+        if let Some(id) = found["pendingPermissionRequests"][0]["id"].as_str() {
+            return (execution, id.to_owned());
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("no permission request");
+}
+
+async fn request_status(app: &TestApp, execution: &str) -> Vec<String> {
+    let data = app
+        .ok("query($e: ID!) { execution(id: $e) { permissionRequests { status } } }", json!({ "e": execution }))
+        .await;
+    data["execution"]["permissionRequests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn permission_requests_are_settled_when_their_run_ends(app: TestApp) {
+    let (workspace, _) = app.workspace().await;
+    // Cancelled run: its request is cancelled, answers are refused, and a
+    // subscriber sees it settled before the final status.
+    let (execution, request) = asked(&app, &workspace).await;
+    let mut events = Box::pin(app.subscribe(&execution, 0).await.unwrap());
+    // Once the subscriber has the pending request, the run is cancelled.
+    loop {
+        let event = events.next().await.expect("the pending request").unwrap();
+        if event["__typename"] == "PermissionRequestEvent" {
+            assert_eq!(event["request"]["status"], "PENDING");
+            break;
+        }
+    }
+    app.ok("mutation($id: ID!) { cancelExecution(id: $id) { id } }", json!({ "id": execution })).await;
+    app.wait_finished(&execution).await;
+    assert_eq!(request_status(&app, &execution).await, ["CANCELLED"]);
+    assert!(app.ok(PENDING, json!({ "e": execution })).await["pendingPermissionRequests"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    let late = app.gql(ANSWER, json!({ "id": request })).await;
+    assert_eq!(late["errors"][0]["extensions"]["code"], "BAD_USER_INPUT", "{late}");
+    assert!(late["errors"][0]["message"].as_str().unwrap().contains("CANCELLED"), "{late}");
+    let events: Vec<Value> = tokio::time::timeout(Duration::from_secs(20), events.map(Result::unwrap).collect())
+        .await
+        .expect("the subscription completes");
+    let settled = events
+        .iter()
+        .rposition(|e| e["__typename"] == "PermissionRequestEvent" && e["request"]["status"] == "CANCELLED")
+        .unwrap_or_else(|| panic!("a settled PermissionRequestEvent in {events:#?}"));
+    assert!(settled < events.len() - 1);
+    assert_eq!(final_status(&events)["status"], "CANCELLED");
+
+    // A server that stops with a request pending: settled too, and stays so
+    // after the restart.
+    let (execution, request) = asked(&app, &workspace).await;
+    let app = app.restart().await;
+    assert_eq!(request_status(&app, &execution).await, ["CANCELLED"]);
+    let late = app.gql(ANSWER, json!({ "id": request })).await;
+    assert_eq!(late["errors"][0]["extensions"]["code"], "BAD_USER_INPUT", "{late}");
+}
+
+async fn out_of_range_positions_are_bad_input(app: TestApp) {
+    let (workspace, _) = app.workspace().await;
+    let (execution, session) = app.start(json!({ "workspaceId": workspace, "prompt": "hi" })).await;
+    app.wait_finished(&execution).await;
+    let logs = app
+        .gql("query($s: ID!) { sessionLogs(sessionId: $s, afterSeq: 2147483648) { seq } }", json!({ "s": session }))
+        .await;
+    assert_eq!(logs["errors"][0]["extensions"]["code"], "BAD_USER_INPUT", "{logs}");
+    let mut socket = crate::ws::acked_socket(&app).await;
+    crate::ws::send(
+        &mut socket,
+        json!({ "id": "1", "type": "subscribe", "payload": { "query": crate::helpers::EVENTS_SUBSCRIPTION, "variables": { "id": execution, "after": 2147483648u64 } } }),
+    )
+    .await;
+    // Refused before anything is delivered (the engine coerces arguments
+    // as the field resolves, so it comes as the operation's only result).
+    let refused = crate::ws::next(&mut socket).await;
+    let errors = if refused["type"] == "error" { &refused["payload"] } else { &refused["payload"]["errors"] };
+    assert_eq!(errors[0]["extensions"]["code"], "BAD_USER_INPUT", "{refused}");
+    assert!(refused["payload"]["data"].is_null(), "{refused}");
+}
