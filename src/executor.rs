@@ -163,6 +163,9 @@ impl Executor {
     pub async fn recover(&self) -> AppResult<usize> {
         let stale = db::executions::unfinished(&self.inner.db, &self.inner.replica_id).await?;
         for e in &stale {
+            // Whatever of the run outlived its server (a tool's background
+            // job, the whole tree if the server was killed) goes first.
+            crate::claude::sandbox::kill_leftovers(&e.id.to_string()).await;
             let finish = failure(&ClaudeError::Interrupted, None);
             db::executions::finish(&self.inner.db, e.id, e.session_id, finish).await?;
         }
@@ -262,6 +265,7 @@ impl Executor {
         let mut options = req.options;
         options.require_approval = Some(options.require_approval.unwrap_or(workspace.require_approval));
         let command = ClaudeCommand {
+            run_id: execution.id,
             bin: self.inner.claude_bin.clone(),
             cwd: PathBuf::from(&workspace.path),
             resume: execution.resumed_from.clone(),

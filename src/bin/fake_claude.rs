@@ -27,6 +27,7 @@
 //! | `ignore_term` | ignore SIGTERM (only SIGKILL stops it) |
 //! | `ask=TOOL` | after `init`, a `can_use_tool` permission prompt for TOOL; waits for the answer |
 //! | `wait_for=PATH` | after `init`, wait until PATH exists (benchmarks start the burst this way) |
+//! | `background=group` / `background=escape` | leave a `sleep 600` behind, in our process group / in a session of its own |
 //! | `exit=N` | exit code at the end |
 //!
 //! If the working directory has a `.fake-claude/` directory, every start,
@@ -151,6 +152,9 @@ fn main() {
             }
         }
         first = false;
+        if let Some(how) = directives.0.get("background") {
+            background(how, &log);
+        }
         input.ignore_interrupts.store(directives.has("ignore_interrupt"), Ordering::SeqCst);
         let turn = Turn {
             out: out.clone(),
@@ -167,6 +171,28 @@ fn main() {
     }
     log.write(json!({"event": "exit", "code": code}));
     std::process::exit(code);
+}
+
+/// Leaves a process behind, as a tool's background job would: `group`
+/// stays in our process group, `escape` starts a session of its own
+/// (`setsid … &`). Its pid goes to the log.
+fn background(how: &str, log: &Log) {
+    use std::os::unix::process::CommandExt;
+    let mut sleep = std::process::Command::new("sleep");
+    sleep
+        .arg("600")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    if how == "escape" {
+        // SAFETY: setsid is async-signal-safe and allocates nothing.
+        unsafe {
+            sleep.pre_exec(|| nix::unistd::setsid().map(drop).map_err(std::io::Error::from));
+        }
+    }
+    if let Ok(child) = sleep.spawn() {
+        log.write(json!({"event": "background", "how": how, "pid": child.id()}));
+    }
 }
 
 /// What a hostile child would find in its parent's environment: the

@@ -38,6 +38,8 @@ pub struct RunOptions {
 /// One `claude` invocation, ready to spawn.
 #[derive(Debug, Clone)]
 pub struct ClaudeCommand {
+    /// The execution this runs (names its cgroup).
+    pub run_id: Uuid,
     pub bin: PathBuf,
     pub cwd: PathBuf,
     pub resume: Option<String>,
@@ -94,12 +96,13 @@ impl ClaudeCommand {
     /// component at a time without following symbolic links, and the child
     /// changes into that open directory: a directory swapped for a link
     /// after registration (or while this runs) is refused, not followed.
-    pub fn spawn(&self) -> std::io::Result<tokio::process::Child> {
+    pub fn spawn(&self) -> std::io::Result<(tokio::process::Child, Option<sandbox::RunCgroup>)> {
         let dir = sandbox::open_dir_nofollow(&self.cwd)?;
+        let cgroup = sandbox::RunCgroup::create(&self.run_id.to_string());
         let mut cmd = self.to_command();
-        sandbox::confine_child(&mut cmd, dir.as_raw_fd());
+        sandbox::confine_child(&mut cmd, dir.as_raw_fd(), cgroup.as_ref().map(sandbox::RunCgroup::procs_fd));
         // `dir` stays open until the child has changed into it.
-        cmd.spawn()
+        Ok((cmd.spawn()?, cgroup))
     }
 
     /// A tokio `Command` with piped stdio, no shell, the server's secrets
@@ -162,6 +165,7 @@ mod tests {
     #[test]
     fn argv_follows_the_spec_order() {
         let cmd = ClaudeCommand {
+            run_id: Uuid::nil(),
             bin: "claude".into(),
             cwd: "/tmp".into(),
             resume: Some("abc".into()),
@@ -182,8 +186,13 @@ mod tests {
 
     #[test]
     fn the_child_never_gets_the_servers_secrets() {
-        let cmd =
-            ClaudeCommand { bin: "claude".into(), cwd: "/tmp".into(), resume: None, options: RunOptions::default() };
+        let cmd = ClaudeCommand {
+            run_id: Uuid::nil(),
+            bin: "claude".into(),
+            cwd: "/tmp".into(),
+            resume: None,
+            options: RunOptions::default(),
+        };
         let command = cmd.to_command();
         let removed: Vec<_> =
             command.as_std().get_envs().filter(|(_, v)| v.is_none()).map(|(k, _)| k.to_owned()).collect();

@@ -147,8 +147,8 @@ impl Runner {
         commands: mpsc::Receiver<RunCommand>,
         stop: StopHandle,
     ) -> RunEnd {
-        let mut child = match cmd.spawn() {
-            Ok(child) => child,
+        let (mut child, cgroup) = match cmd.spawn() {
+            Ok(spawned) => spawned,
             Err(e) => {
                 return RunEnd {
                     outcome: Outcome::Failed(ClaudeError::SpawnFailed {
@@ -165,7 +165,12 @@ impl Runner {
         let first = Uuid::new_v4();
         process.outstanding.insert(first.to_string());
         process.send_line(&user_message(prompt, first, false)).await;
-        process.drive(&mut child, stop, self).await
+        let end = process.drive(&mut child, stop, self).await;
+        // Nothing of the run may outlive it, also what left its group.
+        if let Some(cgroup) = cgroup {
+            cgroup.kill_and_remove().await;
+        }
+        end
     }
 }
 

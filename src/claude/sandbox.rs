@@ -113,14 +113,21 @@ pub fn open_dir_nofollow(path: &Path) -> io::Result<OwnedFd> {
 }
 
 /// Sets up, in the forked child before `exec`, what confines it: its
-/// working directory (the open `dir`), the death signal, and the dropped
-/// capability.
-pub fn confine_child(cmd: &mut Command, dir: RawFd) {
+/// cgroup (when there is one: `cgroup_procs` is its open `cgroup.procs`),
+/// its working directory (the open `dir`), the death signal, and the
+/// dropped capability.
+pub fn confine_child(cmd: &mut Command, dir: RawFd, cgroup_procs: Option<RawFd>) {
     // SAFETY: the closure runs between fork and exec and only makes
     // async-signal-safe system calls (fchdir, prctl, getppid); it allocates
     // nothing and touches no lock.
     unsafe {
         cmd.pre_exec(move || {
+            // Into the run's cgroup first, so everything it starts is there
+            // too. ("0" is the writer itself.) Without it, the process group
+            // still holds what does not leave it.
+            if let Some(procs) = cgroup_procs {
+                libc::write(procs, b"0".as_ptr().cast(), 1);
+            }
             if libc::fchdir(dir) != 0 {
                 return Err(io::Error::last_os_error());
             }
@@ -141,4 +148,84 @@ pub fn confine_child(cmd: &mut Command, dir: RawFd) {
             Ok(())
         });
     }
+}
+
+/// A cgroup (v2) holding one run's processes: every process `claude`
+/// starts, also one that leaves its process group or session (`setsid …
+/// &`), stays in it, so the whole tree can be killed when the run ends, or
+/// by the next server when this one died. Created under the server's own
+/// cgroup, as `claude-graphql/run-<execution id>`; where cgroups cannot be
+/// created (no cgroup2 mount, no permission) runs go without one and the
+/// process group is all there is.
+pub struct RunCgroup {
+    dir: std::path::PathBuf,
+    procs: OwnedFd,
+}
+
+impl RunCgroup {
+    /// A new, empty cgroup for the run `name`, if cgroups can be made here.
+    pub fn create(name: &str) -> Option<RunCgroup> {
+        let dir = runs_dir()?.join(format!("run-{name}"));
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            tracing::debug!(error = %e, dir = %dir.display(), "no cgroup for the run");
+            return None;
+        }
+        let procs = std::fs::OpenOptions::new().write(true).open(dir.join("cgroup.procs")).ok()?;
+        Some(RunCgroup { dir, procs: procs.into() })
+    }
+
+    /// `cgroup.procs`, open for writing: a process that writes `0` to it
+    /// moves itself in (see [`confine_child`]).
+    pub fn procs_fd(&self) -> RawFd {
+        use std::os::fd::AsRawFd;
+        self.procs.as_raw_fd()
+    }
+
+    /// Kills every process in the cgroup and removes it.
+    pub async fn kill_and_remove(self) {
+        kill_dir(&self.dir).await;
+    }
+}
+
+/// Kills what is left in the cgroup of an execution whose server is gone
+/// (a restarted server's recovery).
+pub async fn kill_leftovers(name: &str) {
+    if let Some(dir) = runs_dir().map(|d| d.join(format!("run-{name}"))).filter(|d| d.is_dir()) {
+        kill_dir(&dir).await;
+    }
+}
+
+/// Kills every process in the cgroup `dir` (`cgroup.kill`, or SIGKILL to
+/// each member on kernels without it) and removes the directory once empty.
+async fn kill_dir(dir: &Path) {
+    let killed = std::fs::write(dir.join("cgroup.kill"), "1").is_ok();
+    for _ in 0..50 {
+        if !killed {
+            for pid in std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default().lines() {
+                if let Ok(pid) = pid.trim().parse::<i32>() {
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+                }
+            }
+        }
+        // A cgroup can be removed once its last process is gone.
+        if std::fs::remove_dir(dir).is_ok() || !dir.exists() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tracing::warn!(dir = %dir.display(), "a run's cgroup could not be removed");
+}
+
+/// `<cgroup2 mount>/<this process's cgroup>/claude-graphql`, if there is a
+/// cgroup2 hierarchy.
+fn runs_dir() -> Option<std::path::PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    // Fields: id parent major:minor root mount-point options ... - fstype ...
+    let mount = mountinfo.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        (right.split_whitespace().next()? == "cgroup2").then(|| left.split_whitespace().nth(4).map(str::to_owned))?
+    })?;
+    let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let path = own.lines().find_map(|line| line.strip_prefix("0::"))?;
+    Some(Path::new(&mount).join(path.trim_start_matches('/')).join("claude-graphql"))
 }

@@ -109,3 +109,96 @@ async fn out_of_range_positions_are_bad_input(app: TestApp) {
     assert_eq!(errors[0]["extensions"]["code"], "BAD_USER_INPUT", "{refused}");
     assert!(refused["payload"]["data"].is_null(), "{refused}");
 }
+
+/// The pids the stand-in left behind (`background=…`).
+fn background_pids(app: &TestApp, dir: &std::path::Path) -> Vec<u32> {
+    app.fake_log(dir)
+        .iter()
+        .filter(|e| e["event"] == "background")
+        .filter_map(|e| e["pid"].as_u64())
+        .map(|p| p as u32)
+        .collect()
+}
+
+async fn gone(pid: u32) -> bool {
+    for _ in 0..200 {
+        if !crate::helpers::process_alive(pid) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_of_a_run_outlives_it() {
+    let app = crate::helpers::spawn_app().await;
+    let (workspace, dir) = app.workspace().await;
+    for how in ["group", "escape"] {
+        let (execution, _) =
+            app.start(json!({ "workspaceId": workspace, "prompt": format!("fake: background={how}") })).await;
+        assert_eq!(app.wait_finished(&execution).await["status"], "COMPLETED");
+    }
+    let pids = background_pids(&app, &dir);
+    assert_eq!(pids.len(), 2);
+    for pid in pids {
+        assert!(gone(pid).await, "{pid} outlived its run");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_leaves_no_run_behind() {
+    use crate::security::ServerProcess;
+    let dir = tempfile::tempdir().unwrap();
+    let alice = crate::auth::token_for("alice");
+    let workspace = dir.path().join("w");
+    std::fs::create_dir_all(workspace.join(".fake-claude")).unwrap();
+    let mut server = ServerProcess::start(dir.path());
+    let created = server
+        .gql(
+            &alice,
+            "mutation($p: String!) { createWorkspace(input: {name: \"w\", path: $p}) { id } }",
+            json!({ "p": workspace }),
+        )
+        .await;
+    let id = created["data"]["createWorkspace"]["id"].as_str().unwrap().to_owned();
+    let started = server
+        .gql(
+            &alice,
+            "mutation($w: ID!) { startExecution(input: {workspaceId: $w, prompt: \"fake: background=group hang\"}) { execution { id } } }",
+            json!({ "w": id }),
+        )
+        .await;
+    let execution = started["data"]["startExecution"]["execution"]["id"].as_str().unwrap().to_owned();
+    let log = |event: &str| -> Option<u32> {
+        let text = std::fs::read_to_string(workspace.join(".fake-claude/log.jsonl")).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|e| e["event"] == event)
+            .and_then(|e| e["pid"].as_u64())
+            .map(|p| p as u32)
+    };
+    let mut pids = None;
+    for _ in 0..400 {
+        if let (Some(claude), Some(job)) = (log("start"), log("background")) {
+            pids = Some((claude, job));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let (claude, job) = pids.expect("claude started and left a job");
+
+    // SIGKILL: no shutdown code runs. claude goes with it (death signal);
+    // its job, orphaned, stays until a server comes back.
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    assert!(gone(claude).await, "claude outlived the server");
+    assert!(crate::helpers::process_alive(job));
+    let server = ServerProcess::start(dir.path());
+    assert!(gone(job).await, "the restarted server killed what the dead one left");
+    let found = server
+        .gql(&alice, "query($id: ID!) { execution(id: $id) { status error { code } } }", json!({ "id": execution }))
+        .await;
+    assert_eq!(found["data"]["execution"]["status"], "FAILED", "{found}");
+    assert_eq!(found["data"]["execution"]["error"]["code"], "INTERRUPTED");
+}

@@ -142,13 +142,13 @@ async fn permission_answers_grant_only_what_may_be_granted() {
 
 /// The real server binary, with its secrets in its environment as an
 /// operator would pass them; stopped when dropped.
-struct ServerProcess {
-    child: std::process::Child,
-    addr: String,
+pub struct ServerProcess {
+    pub child: std::process::Child,
+    pub addr: String,
 }
 
 impl ServerProcess {
-    fn start(dir: &Path) -> ServerProcess {
+    pub fn start(dir: &Path) -> ServerProcess {
         use std::io::BufRead;
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_claude-graphql"))
             .env("JWT_SECRET", SECRET)
@@ -174,6 +174,22 @@ impl ServerProcess {
         // Keep draining its log so it never blocks on a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
         ServerProcess { child, addr }
+    }
+}
+
+impl ServerProcess {
+    /// A GraphQL request as `token`'s user.
+    pub async fn gql(&self, token: &str, query: &str, variables: Value) -> Value {
+        reqwest::Client::new()
+            .post(format!("http://{}/graphql", self.addr))
+            .bearer_auth(token)
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 }
 
