@@ -117,7 +117,8 @@ impl App {
         let App { listener, state, shutdown } = self;
         info!(address = %listener.local_addr()?, "listening");
         let schema = build_schema(Some(state.clone()));
-        let router = http::router(state.clone(), schema);
+        let ws_closing = http::WsClosing::default();
+        let router = http::router(state.clone(), schema, ws_closing.clone());
         let token = shutdown.clone();
         tokio::spawn(async move {
             stop.await;
@@ -154,6 +155,13 @@ impl App {
         shutdown.cancel();
         let patience = state.config.cancel_grace * 2 + Duration::from_secs(5);
         state.executor.wait_stopped(patience).await;
+        // The runs have published their final events: WebSocket clients
+        // get them (and whatever else is still on its way), then a 1001.
+        ws_closing.token.cancel();
+        ws_closing.tracker.close();
+        if tokio::time::timeout(Duration::from_secs(5), ws_closing.tracker.wait()).await.is_err() {
+            tracing::warn!("some WebSocket connections did not close in time");
+        }
         let _ = replicas.await;
         info!("stopped");
         served

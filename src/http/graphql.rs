@@ -31,5 +31,8 @@ pub async fn graphql_ws(State(http): State<HttpState>, headers: HeaderMap, upgra
         .max_message_size(http.state.config.max_body_bytes)
         .write_buffer_size(WRITE_BUFFER)
         .protocols([protocol.name()])
-        .on_upgrade(move |socket| ws::serve(socket, protocol, http, trace, credentials, settings))
+        .on_upgrade(move |socket| {
+            let tracker = settings.tracker.clone();
+            tracker.track_future(ws::serve(socket, protocol, http, trace, credentials, settings))
+        })
 }

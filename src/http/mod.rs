@@ -9,7 +9,7 @@ pub mod router;
 pub mod ws;
 
 use axum::http::HeaderMap;
-pub use router::router;
+pub use router::{router, WsClosing};
 use uuid::Uuid;
 
 use crate::graphql::TraceId;

@@ -23,6 +23,14 @@ use crate::{
     telemetry::metrics as m,
 };
 
+/// How a stopping server closes its WebSocket connections: cancel the
+/// token once the runs have stopped, then wait for the tracker.
+#[derive(Clone, Default)]
+pub struct WsClosing {
+    pub token: tokio_util::sync::CancellationToken,
+    pub tracker: tokio_util::task::TaskTracker,
+}
+
 /// What the GraphQL handlers need.
 #[derive(Clone)]
 pub struct HttpState {
@@ -36,8 +44,10 @@ pub struct HttpState {
     pub state: AppState,
 }
 
-pub fn router(state: AppState, schema: AppSchema) -> Router {
+pub fn router(state: AppState, schema: AppSchema, ws_closing: WsClosing) -> Router {
     let ws = WsSettings {
+        closing: ws_closing.token,
+        tracker: ws_closing.tracker,
         init_timeout: state.config.ws_init_timeout,
         keep_alive: state.config.ws_keep_alive,
         max_operations: state.config.max_subscriptions_per_connection,

@@ -83,6 +83,12 @@ pub struct WsSettings {
     pub max_connections_per_user: usize,
     /// Open connections per user.
     pub connections: ConnectionCounts,
+    /// Cancelled when the server stops, once its runs have stopped: each
+    /// connection then delivers what its operations still have (the
+    /// terminal events of those runs), and closes with 1001.
+    pub closing: tokio_util::sync::CancellationToken,
+    /// Every connection, so that the server can wait for them to close.
+    pub tracker: tokio_util::task::TaskTracker,
 }
 
 /// Open connections per user, shared by all connections of a server.
@@ -121,6 +127,10 @@ impl Drop for ConnectionSlot {
     }
 }
 
+/// How long a stopping server lets connections deliver what their
+/// operations still have.
+const CLOSING_GRACE: Duration = Duration::from_secs(2);
+
 /// Most frames written before one flush.
 const WRITE_BATCH: usize = 64;
 
@@ -134,6 +144,8 @@ mod close {
     pub const TOO_MANY_INITS: u16 = 4429;
     /// The peer stopped answering pings (a standard "going away").
     pub const PONG_TIMEOUT: u16 = 1001;
+    /// The server is stopping (a standard "going away").
+    pub const GOING_AWAY: u16 = 1001;
     pub const SUBPROTOCOL_NOT_ACCEPTABLE: u16 = 4406;
 }
 
@@ -240,7 +252,13 @@ impl Connection {
         let expiry = sleep(Duration::ZERO);
         tokio::pin!(expiry);
         let mut expiry_armed = false;
+        // Set when the server stops: what is left is delivered, until then.
+        let closing = settings.closing.clone();
+        let mut closing_deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
         loop {
+            if closing_deadline.is_some() && self.operations.is_empty() {
+                return Err(Close(close::GOING_AWAY, "The server is shutting down".into()));
+            }
             if !expiry_armed {
                 if let Some(at) = self.viewer.as_ref().and_then(|v| v.expires_at) {
                     let left = at.duration_since(std::time::SystemTime::now()).unwrap_or_default();
@@ -275,6 +293,15 @@ impl Connection {
                         }
                     }
                     self.flush().await?;
+                }
+                _ = closing.cancelled(), if closing_deadline.is_none() => {
+                    closing_deadline = Some(Box::pin(sleep(CLOSING_GRACE)));
+                }
+                _ = async { closing_deadline.as_mut().expect("armed").await }, if closing_deadline.is_some() => {
+                    // Operations that do not end with this server (runs of
+                    // other replicas, idle subscriptions): the client
+                    // resumes them elsewhere with afterSeq.
+                    return Err(Close(close::GOING_AWAY, "The server is shutting down".into()));
                 }
                 _ = &mut expiry, if expiry_armed => {
                     // The token ran out: nothing more runs on its authority.

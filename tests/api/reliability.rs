@@ -202,3 +202,51 @@ async fn a_killed_server_leaves_no_run_behind() {
     assert_eq!(found["data"]["execution"]["status"], "FAILED", "{found}");
     assert_eq!(found["data"]["execution"]["error"]["code"], "INTERRUPTED");
 }
+
+on_every_db!(a_stopping_server_delivers_everything_then_says_goodbye);
+
+/// Live subscribers of a server that stops gracefully get every stored
+/// message, the terminal status, `complete`, and a 1001 close.
+async fn a_stopping_server_delivers_everything_then_says_goodbye(mut app: TestApp) {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let (workspace, _) = app.workspace().await;
+    let (execution, _) =
+        app.start(json!({ "workspaceId": workspace, "prompt": "fake: messages=5000 size=300 delay_ms=1" })).await;
+    let mut socket = crate::ws::acked_socket(&app).await;
+    let subscribe = json!({ "id": "1", "type": "subscribe", "payload": { "query": crate::helpers::EVENTS_SUBSCRIPTION, "variables": { "id": execution, "after": 0 } } });
+    socket.send(Message::text(subscribe.to_string())).await.unwrap();
+    // Read everything, concurrently with the stop.
+    let reader = tokio::spawn(async move {
+        let mut frames = Vec::new();
+        let mut close = None;
+        while let Ok(Some(frame)) = tokio::time::timeout(Duration::from_secs(20), socket.next()).await {
+            match frame {
+                Ok(Message::Text(text)) => frames.push(serde_json::from_str::<Value>(&text).unwrap()),
+                Ok(Message::Close(frame)) => {
+                    close = frame.map(|f| u16::from(f.code));
+                    break;
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        (frames, close)
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.stop().await;
+    let (frames, close) = reader.await.unwrap();
+    assert_eq!(close, Some(1001), "a going-away close, not a cut connection");
+    assert_eq!(frames.last().unwrap(), &json!({ "type": "complete", "id": "1" }));
+    let events: Vec<&Value> =
+        frames.iter().filter(|f| f["type"] == "next").map(|f| &f["payload"]["data"]["executionEvents"]).collect();
+    let last = events.last().unwrap();
+    assert_eq!((last["__typename"].as_str(), last["status"].as_str()), (Some("StatusEvent"), Some("FAILED")), "{last}");
+    assert_eq!(last["error"]["code"], "INTERRUPTED");
+    let seqs: Vec<i64> = events.iter().filter_map(|e| e["seq"].as_i64()).collect();
+    assert!(seqs.len() > 10, "the run was well under way: {frames:?}");
+    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "every message, in order, once");
+    // Exactly what was stored.
+    let app = app.restart().await;
+    assert_eq!(app.execution(&execution).await["messageCount"], seqs.len() as i64);
+}
