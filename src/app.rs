@@ -86,7 +86,9 @@ impl App {
             },
             shutdown.clone(),
         );
+        executor.renew_lease(config.replica_lease).await.map_err(|e| StartupError::Recovery(e.to_string()))?;
         executor.recover().await.map_err(|e| StartupError::Recovery(e.to_string()))?;
+        executor.finish_orphans().await.map_err(|e| StartupError::Recovery(e.to_string()))?;
         let listener =
             TcpListener::bind(config.bind).await.map_err(|source| StartupError::Bind { addr: config.bind, source })?;
         let state = AppState { db, broker, executor, config: Arc::new(config), registrations: Default::default() };
@@ -148,6 +150,12 @@ impl App {
             },
             shutdown.clone(),
         ));
+        // This server's lease, and the runs of servers that lost theirs.
+        let leases = {
+            let executor = state.executor.clone();
+            let lease = state.config.replica_lease;
+            tokio::spawn(async move { executor.keep_lease(lease).await })
+        };
         let serve_token = shutdown.clone();
         let served =
             axum::serve(listener, router).with_graceful_shutdown(async move { serve_token.cancelled().await }).await;
@@ -163,6 +171,8 @@ impl App {
             tracing::warn!("some WebSocket connections did not close in time");
         }
         let _ = replicas.await;
+        let _ = leases.await;
+        state.executor.release_lease().await;
         info!("stopped");
         served
     }

@@ -119,6 +119,12 @@ pub struct Config {
     #[arg(long = "replica-id", env = "REPLICA_ID")]
     pub replica_id: Option<String>,
 
+    /// How long this server's lease lasts without renewal (it renews it a
+    /// few times per period). Once another server sees it expired, it
+    /// finishes this server's runs as FAILED / INTERRUPTED.
+    #[arg(long = "replica-lease", env = "REPLICA_LEASE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub replica_lease: Duration,
+
     /// When set, the only tools a client may pre-approve with
     /// `allowedTools` (comma-separated base names, e.g. `Read,Grep,Edit`).
     #[arg(long = "grantable-tools", env = "GRANTABLE_TOOLS", value_delimiter = ',')]

@@ -175,6 +175,63 @@ impl Executor {
         Ok(stale.len())
     }
 
+    /// Takes (or renews) this server's lease, valid for `lease`.
+    pub async fn renew_lease(&self, lease: Duration) -> AppResult<()> {
+        let expires = chrono::Utc::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30));
+        db::replicas::renew(&self.inner.db, &self.inner.replica_id, expires).await?;
+        Ok(())
+    }
+
+    /// Keeps this server's lease alive until shutdown, and finishes the runs
+    /// of servers whose lease expired (killed, or restarted under another
+    /// id): FAILED / INTERRUPTED, with their subscribers told. Gives the
+    /// lease up at a clean stop.
+    pub async fn keep_lease(&self, lease: Duration) {
+        let every = lease / 3;
+        let mut renewed = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                _ = self.inner.shutdown.cancelled() => break,
+                _ = tokio::time::sleep(every) => {}
+            }
+            match self.renew_lease(lease).await {
+                Ok(()) => renewed = tokio::time::Instant::now(),
+                Err(e) => warn!(error = %e, "could not renew this server's lease"),
+            }
+            // Unable to renew for most of a lease: others will soon take this
+            // server for gone and finish its runs, so it stops them first
+            // rather than write on after they were finished.
+            if renewed.elapsed() > lease * 2 / 3 && self.live_runs() > 0 {
+                warn!("the lease could not be renewed; stopping this server's runs");
+                for handle in self.lock_runs().values() {
+                    handle.stop.stop(StopReason::Shutdown);
+                }
+            }
+            if let Err(e) = self.finish_orphans().await {
+                warn!(error = %e, "could not finish the runs of a gone server");
+            }
+        }
+    }
+
+    /// Gives this server's lease up (its runs are finished).
+    pub async fn release_lease(&self) {
+        if let Err(e) = db::replicas::release(&self.inner.db, &self.inner.replica_id).await {
+            warn!(error = %e, "could not give the lease up");
+        }
+    }
+
+    /// Finishes the runs of servers whose lease has expired.
+    pub async fn finish_orphans(&self) -> AppResult<usize> {
+        let orphans = db::replicas::orphaned_runs(&self.inner.db).await?;
+        for e in &orphans {
+            crate::claude::sandbox::kill_leftovers(&e.id.to_string()).await;
+            let finish = failure(&ClaudeError::Interrupted, None);
+            db::executions::finish(&self.inner.db, e.id, e.session_id, finish).await?;
+            info!(execution_id = %e.id, replica = ?e.replica_id, "finished a run whose server is gone");
+        }
+        Ok(orphans.len())
+    }
+
     /// Creates the execution (and a session if none is given), queues it,
     /// and returns at once.
     pub async fn start(&self, owner: &str, req: StartRequest) -> AppResult<(execution::Model, session::Model)> {
@@ -451,7 +508,8 @@ impl Executor {
             None => {
                 // Another replica runs it: ask it to stop, and give it the
                 // time a local stop would take.
-                if execution.replica_id.as_deref() != Some(self.inner.replica_id.as_str()) {
+                let owner_replica = execution.replica_id.clone().unwrap_or_default();
+                if owner_replica != self.inner.replica_id {
                     db::signals::notify(db, db::signals::CANCEL_CHANNEL, id).await.map_err(db::DbError::from)?;
                     let deadline = tokio::time::Instant::now() + patience;
                     while tokio::time::Instant::now() < deadline {
@@ -460,6 +518,11 @@ impl Executor {
                             return Ok(now.unwrap_or(execution));
                         }
                         tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    // Its server holds a live lease: it alone finishes its
+                    // runs (it may still be writing this one's messages).
+                    if db::replicas::is_alive(db, &owner_replica).await? {
+                        return Ok(db::executions::find(db, id).await?.unwrap_or(execution));
                     }
                 }
                 // Nobody runs it any more (its server is gone): record it.

@@ -4,5 +4,6 @@
 pub mod execution;
 pub mod message;
 pub mod permission_request;
+pub mod replica;
 pub mod session;
 pub mod workspace;

@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261125_000001_create_tables;
 mod m20261125_000002_permission_requests;
 mod m20261201_000003_workspace_path_index;
+mod m20261201_000004_replica_leases;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_create_tables::Migration),
             Box::new(m20261125_000002_permission_requests::Migration),
             Box::new(m20261201_000003_workspace_path_index::Migration),
+            Box::new(m20261201_000004_replica_leases::Migration),
         ]
     }
 }

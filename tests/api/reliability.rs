@@ -250,3 +250,99 @@ async fn a_stopping_server_delivers_everything_then_says_goodbye(mut app: TestAp
     let app = app.restart().await;
     assert_eq!(app.execution(&execution).await["messageCount"], seqs.len() as i64);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runs_of_a_gone_replica_are_finished_by_another() {
+    use crate::security::ServerProcess;
+    let dir = tempfile::tempdir().unwrap();
+    let alice = crate::auth::token_for("alice");
+    let workspace = dir.path().join("w");
+    std::fs::create_dir_all(&workspace).unwrap();
+    let mut first = ServerProcess::start_with(dir.path(), &[("REPLICA_ID", "first"), ("REPLICA_LEASE", "1s")]);
+    let created = first
+        .gql(
+            &alice,
+            "mutation($p: String!) { createWorkspace(input: {name: \"w\", path: $p}) { id } }",
+            json!({ "p": workspace }),
+        )
+        .await;
+    let id = created["data"]["createWorkspace"]["id"].as_str().unwrap().to_owned();
+    let start = "mutation($w: ID!, $s: ID) { startExecution(input: {workspaceId: $w, sessionId: $s, prompt: \"fake: hang\"}) { execution { id status } session { id } } }";
+    let started = first.gql(&alice, start, json!({ "w": id })).await;
+    let execution = started["data"]["startExecution"]["execution"]["id"].as_str().unwrap().to_owned();
+    let session = started["data"]["startExecution"]["session"]["id"].as_str().unwrap().to_owned();
+    let status = "query($id: ID!) { execution(id: $id) { status error { code } } }";
+    for _ in 0..200 {
+        if first.gql(&alice, status, json!({ "id": execution })).await["data"]["execution"]["status"] == "RUNNING" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    // The first server dies; a server with another id (a new container)
+    // comes up on the same database.
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    let second = ServerProcess::start_with(dir.path(), &[("REPLICA_ID", "second"), ("REPLICA_LEASE", "1s")]);
+    let mut finished = Value::Null;
+    for _ in 0..200 {
+        finished = second.gql(&alice, status, json!({ "id": execution })).await["data"]["execution"].clone();
+        if finished["status"] != "RUNNING" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(finished["status"], "FAILED", "{finished}");
+    assert_eq!(finished["error"]["code"], "INTERRUPTED");
+    // Its session is free again.
+    let again = second.gql(&alice, start, json!({ "w": id, "s": session })).await;
+    assert!(again.get("errors").is_none(), "{again}");
+}
+
+async fn a_live_replicas_runs_are_its_own_to_finish(db: crate::helpers::Db) {
+    use claude_graphql::db;
+    let Some(app) = crate::helpers::spawn_with(db, |c| c.replica_lease = Duration::from_millis(600)).await else {
+        return;
+    };
+    let (workspace, _) = app.workspace().await;
+    // A run of another replica ("elsewhere"), alive and well.
+    let conn = db::connect(&app.database_url).await.unwrap();
+    let workspace_id: uuid::Uuid = workspace.parse().unwrap();
+    let execution_id = uuid::Uuid::now_v7();
+    let session = db::sessions::create(&conn, workspace_id, execution_id).await.unwrap();
+    let new = db::executions::NewExecution {
+        id: execution_id,
+        session_id: session.id,
+        workspace_id,
+        prompt: "p".into(),
+        options: json!({}),
+        metadata: None,
+        resumed_from: None,
+        replica_id: "elsewhere".into(),
+    };
+    db::executions::create(&conn, new).await.unwrap();
+    db::executions::mark_running(&conn, execution_id).await.unwrap();
+    db::replicas::renew(&conn, "elsewhere", chrono::Utc::now() + chrono::Duration::hours(1)).await.unwrap();
+    let id = execution_id.to_string();
+    // A cancel here asks it to stop, but does not finish it behind its back.
+    let cancelled = app.ok("mutation($id: ID!) { cancelExecution(id: $id) { status } }", json!({ "id": id })).await;
+    assert_eq!(cancelled["cancelExecution"]["status"], "RUNNING");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(app.execution(&id).await["status"], "RUNNING", "a live replica's run is left to it");
+    // Its lease runs out: this server finishes the run.
+    db::replicas::renew(&conn, "elsewhere", chrono::Utc::now() - chrono::Duration::seconds(1)).await.unwrap();
+    let finished = app.wait_finished(&id).await;
+    assert_eq!(
+        (finished["status"].as_str(), finished["error"]["code"].as_str()),
+        (Some("FAILED"), Some("INTERRUPTED"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_replicas_runs_are_its_own_to_finish_sqlite() {
+    a_live_replicas_runs_are_its_own_to_finish(crate::helpers::Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_replicas_runs_are_its_own_to_finish_postgres() {
+    a_live_replicas_runs_are_its_own_to_finish(crate::helpers::Db::Postgres).await;
+}

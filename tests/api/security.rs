@@ -149,8 +149,14 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     pub fn start(dir: &Path) -> ServerProcess {
+        Self::start_with(dir, &[])
+    }
+
+    /// With more environment (e.g. `REPLICA_ID`).
+    pub fn start_with(dir: &Path, env: &[(&str, &str)]) -> ServerProcess {
         use std::io::BufRead;
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_claude-graphql"))
+            .envs(env.iter().copied())
             .env("JWT_SECRET", SECRET)
             .env("JWT_AUDIENCE", "claude-graphql")
             .env("DATABASE_URL", format!("sqlite://{}/server.db?mode=rwc", dir.display()))
