@@ -374,7 +374,7 @@ impl Executor {
             Ok(false) => return "UNCHANGED",
             Err(e) => {
                 warn!(error = %e, "could not mark the execution running");
-                let finish = failure(&ClaudeError::Error("the store is unavailable".into()), None);
+                let finish = failure(&ClaudeError::StorageFailed("the store is unavailable".into()), None);
                 return self.finish(execution, publisher, finish).await;
             }
         }
@@ -394,7 +394,7 @@ impl Executor {
             Ok(Some(session)) => session.message_count,
             other => {
                 warn!(?other, "could not read the session");
-                let finish = failure(&ClaudeError::Error("the store is unavailable".into()), None);
+                let finish = failure(&ClaudeError::StorageFailed("the store is unavailable".into()), None);
                 return self.finish(execution, publisher, finish).await;
             }
         };
@@ -423,7 +423,7 @@ impl Executor {
             }
         };
         let finish = if recorded.store_failed {
-            failure(&ClaudeError::Error("messages could not be stored".into()), Some(&end))
+            failure(&ClaudeError::StorageFailed("messages could not be stored; the run was stopped".into()), Some(&end))
         } else {
             outcome_finish(&end.outcome, Some(&end), end.result.as_ref(), recorded.num_turns)
         };

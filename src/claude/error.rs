@@ -25,6 +25,10 @@ pub enum ClaudeError {
     Interrupted,
     #[error("claude wrote a line longer than {limit} bytes")]
     LineTooLong { limit: usize },
+    /// The server could not store what the run wrote (a full disk, a lost
+    /// database): the run is stopped rather than go on unrecorded.
+    #[error("{0}")]
+    StorageFailed(String),
 }
 
 impl ClaudeError {
@@ -40,6 +44,7 @@ impl ClaudeError {
             Self::Cancelled => "CANCELLED",
             Self::Interrupted => "INTERRUPTED",
             Self::LineTooLong { .. } => "LINE_TOO_LONG",
+            Self::StorageFailed(_) => "STORAGE_FAILED",
         }
     }
 }

@@ -62,26 +62,59 @@ pub fn pool_size(db: &DatabaseConnection) -> usize {
 /// Opens the database (SQLite in WAL mode, or PostgreSQL) and applies the
 /// migrations.
 pub async fn connect(url: &str) -> DbResult<DatabaseConnection> {
-    let mut options = ConnectOptions::new(url.to_owned());
-    options.sqlx_logging(false).acquire_timeout(Duration::from_secs(10));
-    if url.starts_with("sqlite:") {
+    let db = if url.starts_with("sqlite:") {
         private_sqlite_file(url)?;
-        // WAL lets readers (replays, queries) run beside the writer; NORMAL
-        // sync is durable against a process crash, which is what "stored
-        // before delivered" promises.
-        options.map_sqlx_sqlite_opts(|o| {
-            o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
-                .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(10))
-                .foreign_keys(true)
-        });
-        options.max_connections(SQLITE_POOL);
+        connect_sqlite(url).await?
     } else {
-        options.max_connections(POSTGRES_POOL);
-    }
-    let db = Database::connect(options).await?;
+        let mut options = ConnectOptions::new(url.to_owned());
+        options.sqlx_logging(false).acquire_timeout(Duration::from_secs(10)).max_connections(POSTGRES_POOL);
+        Database::connect(options).await?
+    };
     Migrator::up(&db, None).await?;
     Ok(db)
+}
+
+/// The SQLite pool. WAL lets readers (replays, queries) run beside the
+/// writer; NORMAL sync is durable against a process crash, which is what
+/// "stored before delivered" promises.
+///
+/// A connection whose transaction could not be ended (a COMMIT or ROLLBACK
+/// that failed, e.g. on a full disk) is closed instead of going back to
+/// the pool: reused, its next "transaction" would only be a savepoint
+/// inside one that never commits, so writes would look stored without
+/// being durable, and it would hold the write lock for good.
+async fn connect_sqlite(url: &str) -> DbResult<DatabaseConnection> {
+    use std::str::FromStr;
+
+    use sea_orm::sqlx::{
+        sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+        ConnectOptions as _, TransactionManager,
+    };
+    let sqlx_error = |e: sea_orm::sqlx::Error| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e));
+    let options = SqliteConnectOptions::from_str(url)
+        .map_err(sqlx_error)?
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(10))
+        .foreign_keys(true)
+        .disable_statement_logging();
+    let pool = SqlitePoolOptions::new()
+        .max_connections(SQLITE_POOL)
+        .acquire_timeout(Duration::from_secs(10))
+        .after_release(|conn, _| {
+            Box::pin(async move {
+                let depth =
+                    <sea_orm::sqlx::Sqlite as sea_orm::sqlx::Database>::TransactionManager::get_transaction_depth(conn);
+                if depth != 0 {
+                    tracing::warn!(depth, "closing a database connection left inside a transaction");
+                }
+                Ok(depth == 0)
+            })
+        })
+        .connect_with(options)
+        .await
+        .map_err(sqlx_error)?;
+    Ok(DatabaseConnection::from(pool))
 }
 
 /// Creates the SQLite file readable by this user alone (SQLite gives its

@@ -32,6 +32,8 @@ pub struct Broker {
     wakeups: super::replicas::Wakeups,
     /// The store-read budget of subscriptions.
     reads: super::reads::StoreReads,
+    /// Whether runs' messages can be stored.
+    health: super::StoreHealth,
 }
 
 impl Broker {
@@ -39,6 +41,11 @@ impl Broker {
     /// time, and `per_user` at a time for one user.
     pub fn new(reads_total: usize, reads_per_user: usize) -> Self {
         Self { reads: super::reads::StoreReads::new(reads_total, reads_per_user), ..Default::default() }
+    }
+
+    /// Whether runs' messages can be stored.
+    pub fn store_health(&self) -> &super::StoreHealth {
+        &self.health
     }
 
     /// The store reader of `user`'s subscriptions.

@@ -14,6 +14,31 @@ use uuid::Uuid;
 
 pub use broker::{Broker, Publisher};
 
+/// Whether the store takes what runs write: set when a batch of messages
+/// could not be stored, cleared when one is (or when a readiness probe
+/// finds it writable again a while later). `/readyz` reports it.
+#[derive(Clone, Default)]
+pub struct StoreHealth(Arc<std::sync::Mutex<Option<std::time::Instant>>>);
+
+impl StoreHealth {
+    pub fn failed(&self) {
+        self.lock().get_or_insert_with(std::time::Instant::now);
+    }
+
+    pub fn succeeded(&self) {
+        *self.lock() = None;
+    }
+
+    /// How long the store has been failing, if it is.
+    pub fn failing_for(&self) -> Option<std::time::Duration> {
+        self.lock().map(|since| since.elapsed())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<std::time::Instant>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// A run's error, as `Execution.error` and `StatusEvent.error` show it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunError {

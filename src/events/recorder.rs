@@ -233,11 +233,13 @@ impl Recorder {
             let started = Instant::now();
             match db::messages::store_batch(&self.db, self.execution_id, self.session_id, batch).await {
                 Ok(()) => {
+                    self.broker.store_health().succeeded();
                     metrics::histogram!(m::STORE_BATCH_SECONDS).record(started.elapsed().as_secs_f64());
                     metrics::counter!(m::MESSAGES_STORED).increment(batch.len() as u64);
                     return true;
                 }
                 Err(e) if attempt < STORE_ATTEMPTS => {
+                    self.broker.store_health().failed();
                     warn!(error = %e, attempt, "storing messages failed; retrying");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(2));

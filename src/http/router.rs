@@ -73,6 +73,7 @@ pub fn router(state: AppState, schema: AppSchema, ws_closing: WsClosing) -> Rout
         .with_state(http);
     Router::new()
         .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
         .with_state(state)
         .route("/live", get(pages::live))
         .route("/assets/{*name}", get(pages::asset))

@@ -346,3 +346,67 @@ async fn a_live_replicas_runs_are_its_own_to_finish_sqlite() {
 async fn a_live_replicas_runs_are_its_own_to_finish_postgres() {
     a_live_replicas_runs_are_its_own_to_finish(crate::helpers::Db::Postgres).await;
 }
+
+/// A directory on a tmpfs of `size`, unmounted when dropped; None (with a
+/// note) where mounting is not allowed (not root).
+struct SmallDisk(tempfile::TempDir);
+
+impl SmallDisk {
+    fn mount(size: &str) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status();
+        if !status.is_ok_and(|s| s.success()) {
+            eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+            return None;
+        }
+        Some(SmallDisk(dir))
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.0.path()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(self.0.path()).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_loses_nothing_that_was_delivered() {
+    let Some(disk) = SmallDisk::mount("16m") else { return };
+    let url = format!("sqlite://{}/full.db?mode=rwc", disk.path().display());
+    let app =
+        crate::helpers::spawn_with(crate::helpers::Db::Sqlite, |c| c.database_url = url.clone().into()).await.unwrap();
+    let (workspace, _) = app.workspace().await;
+    // Leave about 3 MiB free.
+    let ballast = disk.path().join("ballast");
+    std::fs::write(&ballast, vec![0u8; 12 * 1024 * 1024]).unwrap();
+    let (execution, _) =
+        app.start(json!({ "workspaceId": workspace, "prompt": "fake: messages=20000 size=400" })).await;
+    let events = app.events(&execution, 0).await.unwrap();
+    let delivered = crate::helpers::seqs(&events);
+    let last = final_status(&events);
+    assert_eq!(last["status"], "FAILED", "{last}");
+    assert_eq!(last["error"]["code"], "STORAGE_FAILED", "its own code: {last}");
+    // Nothing reached a subscriber that is not stored, in order, once.
+    assert_eq!(delivered, (1..=delivered.len() as i64).collect::<Vec<_>>());
+    let stored = app.execution(&execution).await;
+    assert_eq!(stored["messageCount"].as_i64().unwrap(), delivered.len() as i64, "delivered = stored: {stored}");
+    let replay = app.events(&execution, 0).await.unwrap();
+    assert_eq!(crate::helpers::seqs(&replay), delivered, "a replay says the same");
+    let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503, "not ready while the store takes no writes");
+
+    // Space again: the server recovers by itself.
+    std::fs::remove_file(&ballast).unwrap();
+    let (next, _) = app.start(json!({ "workspaceId": workspace, "prompt": "hi" })).await;
+    assert_eq!(app.wait_finished(&next).await["status"], "COMPLETED");
+    let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+}
