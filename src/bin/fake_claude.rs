@@ -28,6 +28,7 @@
 //! | `ask=TOOL` | after `init`, a `can_use_tool` permission prompt for TOOL; waits for the answer |
 //! | `wait_for=PATH` | after `init`, wait until PATH exists (benchmarks start the burst this way) |
 //! | `background=group` / `background=escape` | leave a `sleep 600` behind, in our process group / in a session of its own |
+//! | `deaf` | read nothing more from stdin (a hung tool) |
 //! | `exit=N` | exit code at the end |
 //!
 //! If the working directory has a `.fake-claude/` directory, every start,
@@ -240,7 +241,14 @@ fn read_stdin(out: Out, input: Arc<Input>, log: Arc<Log>, messages: std::sync::m
                 input.preempted.store(true, Ordering::SeqCst);
             }
             input.turns.fetch_add(1, Ordering::SeqCst);
+            // A hung tool: nothing more is read from stdin, ever.
+            let deaf = text.starts_with("fake:") && text.split_whitespace().any(|w| w == "deaf");
             let _ = messages.send(Incoming { text, uuid: v["uuid"].as_str().map(str::to_owned) });
+            if deaf {
+                loop {
+                    thread::sleep(Duration::from_secs(3600));
+                }
+            }
         } else if v["type"] == "control_request"
             && v["request"]["subtype"] == "interrupt"
             && !input.ignore_interrupts.load(Ordering::SeqCst)

@@ -164,7 +164,7 @@ impl Runner {
         process.commands = Some(commands);
         let first = Uuid::new_v4();
         process.outstanding.insert(first.to_string());
-        process.send_line(&user_message(prompt, first, false)).await;
+        process.send_line(user_message(prompt, first, false));
         let end = process.drive(&mut child, stop, self).await;
         // Nothing of the run may outlive it, also what left its group.
         if let Some(cgroup) = cgroup {
@@ -177,7 +177,12 @@ impl Runner {
 /// The state of one process while it runs.
 struct Process {
     pgid: Option<Pid>,
-    stdin: Option<ChildStdin>,
+    /// Lines for claude's stdin, written by a task of their own (see
+    /// [`StdinWriter`]); None once stdin is to be closed.
+    stdin: Option<StdinWriter>,
+    /// A line read but not yet taken by the sink: reading pauses until it
+    /// is (backpressure), while the loop keeps serving stops and commands.
+    pending: Option<Line>,
     stdout: Option<BufReader<tokio::process::ChildStdout>>,
     stderr_task: Option<tokio::task::JoinHandle<String>>,
     sink: mpsc::Sender<Line>,
@@ -190,8 +195,6 @@ struct Process {
     commands: Option<mpsc::Receiver<RunCommand>>,
     /// A client interrupted the turn (an aborted result is then a cancel).
     interrupted_by_user: bool,
-    /// How long one write to stdin may take.
-    write_timeout: std::time::Duration,
 }
 
 impl Process {
@@ -199,7 +202,8 @@ impl Process {
         let stderr_task = child.stderr.take().map(|stderr| tokio::spawn(forward_stderr(stderr, sink.clone())));
         Self {
             pgid: child.id().map(|id| Pid::from_raw(id as i32)),
-            stdin: child.stdin.take(),
+            stdin: child.stdin.take().map(|stdin| StdinWriter::spawn(stdin, write_timeout)),
+            pending: None,
             stdout: child.stdout.take().map(|s| BufReader::with_capacity(64 * 1024, s)),
             stderr_task,
             sink,
@@ -209,7 +213,6 @@ impl Process {
             outstanding: HashSet::new(),
             commands: None,
             interrupted_by_user: false,
-            write_timeout,
         }
     }
 
@@ -224,14 +227,17 @@ impl Process {
         let mut exit: Option<Option<i32>> = None;
         let mut drain_deadline = None;
 
+        // A handle of its own, so that waiting for room in it borrows
+        // nothing of `self`.
+        let sink = self.sink.clone();
         loop {
-            if exit.is_some() && self.stdout.is_none() {
+            if exit.is_some() && self.stdout.is_none() && self.pending.is_none() {
                 break;
             }
             tokio::select! {
-                read = read_line(self.stdout.as_mut(), &mut self.buf, self.max_line_bytes), if self.stdout.is_some() => {
+                read = read_line(self.stdout.as_mut(), &mut self.buf, self.max_line_bytes), if self.stdout.is_some() && self.pending.is_none() => {
                     match read {
-                        Ok(true) => self.on_line().await,
+                        Ok(true) => self.on_line(),
                         Ok(false) => self.stdout = None,
                         Err(e) => {
                             warn!(error = %e, "stopping claude: unusable stdout");
@@ -251,12 +257,20 @@ impl Process {
                         }
                     }
                 }
+                permit = sink.reserve(), if self.pending.is_some() => {
+                    // A closed sink means nobody records this run any more;
+                    // the line is dropped and reading goes on, so the child
+                    // never blocks on a full pipe.
+                    if let (Ok(permit), Some(line)) = (permit, self.pending.take()) {
+                        permit.send(line);
+                    }
+                }
                 status = child.wait(), if exit.is_none() => {
                     exit = Some(status.ok().and_then(|s| s.code()));
                     drain_deadline = Some(Instant::now() + DRAIN_AFTER_EXIT);
                 }
                 command = next_command(&mut self.commands), if self.commands.is_some() => match command {
-                    Some(command) => self.on_command(command).await,
+                    Some(command) => self.on_command(command),
                     None => self.commands = None,
                 },
                 _ = stop.token.cancelled(), if phase == Phase::Running => {
@@ -265,7 +279,7 @@ impl Process {
                     if self.last_result.as_ref().is_none_or(|r| r.is_error) {
                         stopped_for = stop.reason();
                     }
-                    self.interrupt().await;
+                    self.interrupt();
                     phase = Phase::Interrupted;
                     phase_deadline = Instant::now() + limits.grace;
                 }
@@ -312,7 +326,7 @@ impl Process {
         RunEnd { outcome, exit_code, result: self.last_result }
     }
 
-    async fn on_line(&mut self) {
+    fn on_line(&mut self) {
         let line = Line::parse(&self.buf);
         self.buf.clear();
         if line.kind == LineKind::Result {
@@ -333,62 +347,43 @@ impl Process {
                 self.stdin = None;
             }
         }
-        // A closed sink means nobody records this run any more; keep
-        // draining so the child is not blocked on a full pipe.
-        let _ = self.sink.send(line).await;
+        self.pending = Some(line);
     }
 
-    async fn on_command(&mut self, command: RunCommand) {
+    /// Never waits: what goes to stdin is queued for its writer.
+    fn on_command(&mut self, command: RunCommand) {
         match command {
             RunCommand::Interrupt => {
                 self.interrupted_by_user = true;
-                self.send_line(&interrupt_request(&format!("interrupt-{}", Uuid::new_v4()))).await;
+                self.send_line(interrupt_request(&format!("interrupt-{}", Uuid::new_v4())));
             }
-            RunCommand::Message { text, uuid, now, reply } => {
-                let written = if self.stdin.is_none() {
-                    Err("the run has ended its last turn".into())
-                } else {
-                    self.outstanding.insert(uuid.to_string());
-                    self.send_line(&user_message(&text, uuid, now)).await;
-                    if self.stdin.is_some() {
-                        Ok(uuid)
-                    } else {
-                        Err("claude's input is closed".into())
+            RunCommand::Message { text, uuid, now, reply } => match &self.stdin {
+                None => {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Err("the run has ended its last turn".into()));
                     }
-                };
-                if let Some(reply) = reply {
-                    let _ = reply.send(written);
                 }
-            }
+                Some(stdin) => {
+                    self.outstanding.insert(uuid.to_string());
+                    // The writer replies once it is written, or why not.
+                    stdin.send(user_message(&text, uuid, now), reply.map(|r| (uuid, r)));
+                }
+            },
             RunCommand::Answer { request_id, response } => {
-                self.send_line(&control_response(&request_id, &response)).await;
+                self.send_line(control_response(&request_id, &response));
             }
         }
     }
 
-    async fn send_line(&mut self, line: &str) {
-        if let Some(stdin) = self.stdin.as_mut() {
-            let mut bytes = Vec::with_capacity(line.len() + 1);
-            bytes.extend_from_slice(line.as_bytes());
-            bytes.push(b'\n');
-            // A child that does not read its stdin must not block the
-            // runner (its stop and timeout included).
-            match tokio::time::timeout(self.write_timeout, stdin.write_all(&bytes)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    debug!(error = %e, "claude's stdin is closed");
-                    self.stdin = None;
-                }
-                Err(_) => {
-                    warn!("claude does not read its stdin; closing it");
-                    self.stdin = None;
-                }
-            }
+    fn send_line(&mut self, line: String) {
+        if let Some(stdin) = &self.stdin {
+            stdin.send(line, None);
         }
     }
 
-    async fn interrupt(&mut self) {
-        self.send_line(&interrupt_request(&format!("interrupt-{}", Uuid::new_v4()))).await;
+    /// The interrupt, then EOF (once the writer has written what it has).
+    fn interrupt(&mut self) {
+        self.send_line(interrupt_request(&format!("interrupt-{}", Uuid::new_v4())));
         self.stdin = None;
     }
 
@@ -397,6 +392,62 @@ impl Process {
             // ESRCH just means the group is already gone.
             let _ = killpg(pgid, signal);
         }
+    }
+}
+
+/// What a reply to a written follow-up message carries.
+type WrittenReply = (Uuid, oneshot::Sender<Result<Uuid, String>>);
+
+/// Writes lines to claude's stdin on a task of its own, so that the loop
+/// that owns the child never waits for a child that does not read (its
+/// stop and its deadline stay responsive). Dropping it closes stdin once
+/// the queued lines are written; a write that fails or takes longer than
+/// the timeout closes it at once.
+struct StdinWriter {
+    lines: mpsc::UnboundedSender<(String, Option<WrittenReply>)>,
+}
+
+impl StdinWriter {
+    fn spawn(mut stdin: ChildStdin, timeout: Duration) -> Self {
+        let (lines, mut queue) = mpsc::unbounded_channel::<(String, Option<WrittenReply>)>();
+        tokio::spawn(async move {
+            let mut open = true;
+            while let Some((line, reply)) = queue.recv().await {
+                let written = if open {
+                    let mut bytes = line.into_bytes();
+                    bytes.push(b'\n');
+                    match tokio::time::timeout(timeout, stdin.write_all(&bytes)).await {
+                        Ok(Ok(())) => Ok(()),
+                        Ok(Err(e)) => {
+                            debug!(error = %e, "claude's stdin is closed");
+                            Err("claude's input is closed".to_owned())
+                        }
+                        Err(_) => {
+                            warn!("claude does not read its stdin; closing it");
+                            Err("claude does not read its input".to_owned())
+                        }
+                    }
+                } else {
+                    Err("claude's input is closed".to_owned())
+                };
+                open &= written.is_ok();
+                if let Some((uuid, reply)) = reply {
+                    let _ = reply.send(written.map(|()| uuid));
+                }
+                if !open {
+                    // Later lines are answered with the error; stdin is
+                    // shut so that claude sees EOF.
+                    let _ = stdin.shutdown().await;
+                }
+            }
+            // Every sender is gone: EOF.
+        });
+        Self { lines }
+    }
+
+    fn send(&self, line: String, reply: Option<WrittenReply>) {
+        // The writer ends only when this sender is dropped.
+        let _ = self.lines.send((line, reply));
     }
 }
 

@@ -410,3 +410,33 @@ async fn a_full_disk_loses_nothing_that_was_delivered() {
     let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_that_reads_nothing_cannot_hold_up_its_cancel() {
+    let app = crate::helpers::spawn_with(crate::helpers::Db::Sqlite, |c| c.cancel_grace = Duration::from_secs(3))
+        .await
+        .unwrap();
+    let (workspace, _) = app.workspace().await;
+    let (execution, _) = app.start(json!({ "workspaceId": workspace, "prompt": "fake: hang deaf" })).await;
+    app.wait_status(&execution, "RUNNING").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A follow-up larger than the pipe holds: its write cannot finish.
+    let big = "x".repeat(1024 * 1024);
+    let sender = {
+        let (http, url, execution) = (app.http.clone(), app.url("/graphql"), execution.clone());
+        tokio::spawn(async move {
+            let query = "mutation($id: ID!, $t: String!) { sendMessage(executionId: $id, text: $t) { messageId } }";
+            let body = json!({ "query": query, "variables": { "id": execution, "t": big } });
+            http.post(url).json(&body).send().await.unwrap().json::<Value>().await.unwrap()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    app.ok("mutation($id: ID!) { cancelExecution(id: $id) { id } }", json!({ "id": execution })).await;
+    let finished = app.wait_finished(&execution).await;
+    // One grace period (then SIGTERM), not one more for the stuck write.
+    assert!(started.elapsed() < Duration::from_millis(4800), "the cancel took {:?}", started.elapsed());
+    assert_eq!(finished["status"], "CANCELLED");
+    let sent = sender.await.unwrap();
+    assert_eq!(sent["errors"][0]["extensions"]["code"], "BAD_USER_INPUT", "the message was not written: {sent}");
+}
