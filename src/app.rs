@@ -78,6 +78,7 @@ impl App {
                 permission_timeout: config.permission_timeout,
                 policy: crate::graphql::mutation::tool_policy(&config),
                 roots: crate::paths::WorkspaceRoots::new(config.workspace_roots.clone()),
+                stall_after: config.stall_after,
                 runner: Runner {
                     max_line_bytes: config.max_line_bytes,
                     grace: config.cancel_grace,

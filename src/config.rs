@@ -119,6 +119,12 @@ pub struct Config {
     #[arg(long = "replica-id", env = "REPLICA_ID")]
     pub replica_id: Option<String>,
 
+    /// A run that writes nothing for this long is marked stalled
+    /// (`Execution.stalledSince`, and a progress event), until it writes
+    /// again.
+    #[arg(long = "stall-after", env = "STALL_AFTER", default_value = "2m", value_parser = humantime::parse_duration)]
+    pub stall_after: Duration,
+
     /// How long this server's lease lasts without renewal (it renews it a
     /// few times per period). Once another server sees it expired, it
     /// finishes this server's runs as FAILED / INTERRUPTED.

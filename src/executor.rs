@@ -118,6 +118,7 @@ struct Inner {
     roots: WorkspaceRoots,
     /// Serialises admissions on this server (see `start`).
     admission: tokio::sync::Mutex<()>,
+    stall_after: Duration,
 }
 
 /// How the executor is set up.
@@ -133,6 +134,8 @@ pub struct ExecutorConfig {
     pub policy: ToolPolicy,
     /// Where workspaces may be (checked again at every start).
     pub roots: WorkspaceRoots,
+    /// A run quiet for this long is stalled.
+    pub stall_after: Duration,
 }
 
 impl Executor {
@@ -154,6 +157,7 @@ impl Executor {
                 policy: config.policy,
                 roots: config.roots,
                 admission: tokio::sync::Mutex::new(()),
+                stall_after: config.stall_after,
             }),
         }
     }
@@ -409,6 +413,7 @@ impl Executor {
             commands: commands_tx,
             broker: inner.broker.clone(),
             permission_timeout: inner.permission_timeout,
+            stall_after: inner.stall_after,
         };
         let store_stop = stop.clone();
         let recording = tokio::spawn(recorder.run(rx, move || store_stop.stop(StopReason::Shutdown)));
@@ -429,6 +434,7 @@ impl Executor {
         };
         info!(status = finish.status, code = ?finish.error_code, exit_code = ?end.exit_code, messages = recorded.message_count, "claude finished");
         publisher.publish(Event::Progress(ProgressEvent {
+            stalled_since: None,
             execution_id: execution.id,
             progress: 1.0,
             message_count: recorded.message_count,

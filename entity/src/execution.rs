@@ -33,6 +33,9 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub started_at: Option<DateTimeUtc>,
     pub finished_at: Option<DateTimeUtc>,
+    /// Since when `claude` has written nothing (while it runs), if it has
+    /// been quiet for longer than the server's stall threshold.
+    pub stalled_since: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

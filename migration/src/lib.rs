@@ -6,6 +6,7 @@ mod m20261125_000001_create_tables;
 mod m20261125_000002_permission_requests;
 mod m20261201_000003_workspace_path_index;
 mod m20261201_000004_replica_leases;
+mod m20261201_000005_execution_stalled_since;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000002_permission_requests::Migration),
             Box::new(m20261201_000003_workspace_path_index::Migration),
             Box::new(m20261201_000004_replica_leases::Migration),
+            Box::new(m20261201_000005_execution_stalled_since::Migration),
         ]
     }
 }

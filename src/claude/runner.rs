@@ -195,6 +195,10 @@ struct Process {
     commands: Option<mpsc::Receiver<RunCommand>>,
     /// A client interrupted the turn (an aborted result is then a cancel).
     interrupted_by_user: bool,
+    /// When an interrupt not honoured by then (no `result`: a stopped
+    /// process, a hung tool) becomes a cancel.
+    interrupt_deadline: Option<Instant>,
+    grace: Duration,
 }
 
 impl Process {
@@ -213,6 +217,8 @@ impl Process {
             outstanding: HashSet::new(),
             commands: None,
             interrupted_by_user: false,
+            interrupt_deadline: None,
+            grace: write_timeout,
         }
     }
 
@@ -283,13 +289,29 @@ impl Process {
                     phase = Phase::Interrupted;
                     phase_deadline = Instant::now() + limits.grace;
                 }
+                _ = sleep_until(self.interrupt_deadline.unwrap_or_else(Instant::now)), if self.interrupt_deadline.is_some() && phase == Phase::Running => {
+                    // The interrupt was not honoured in time: it becomes a
+                    // cancel, straight to SIGTERM (with SIGCONT, in case the
+                    // process is stopped).
+                    warn!("claude did not honour the interrupt; stopping it");
+                    self.interrupt_deadline = None;
+                    stopped_for = Some(StopReason::Cancel);
+                    self.stdin = None;
+                    self.terminate();
+                    phase = Phase::Terminated;
+                    phase_deadline = Instant::now() + limits.grace;
+                }
                 _ = sleep_until(deadline), if phase == Phase::Running => {
                     stop.stop(StopReason::Timeout);
                 }
                 _ = sleep_until(phase_deadline), if matches!(phase, Phase::Interrupted | Phase::Terminated) && exit.is_none() => {
                     let signal = if phase == Phase::Interrupted { Signal::SIGTERM } else { Signal::SIGKILL };
                     debug!(?signal, "claude did not stop in time");
-                    self.signal(signal);
+                    if signal == Signal::SIGTERM {
+                        self.terminate();
+                    } else {
+                        self.signal(signal);
+                    }
                     phase = if phase == Phase::Interrupted { Phase::Terminated } else { Phase::Killed };
                     phase_deadline = Instant::now() + limits.grace;
                 }
@@ -341,6 +363,8 @@ impl Process {
             if ended == 0 {
                 self.outstanding.clear();
             }
+            // The turn ended: an interrupt was honoured.
+            self.interrupt_deadline = None;
             self.last_result = Some(result);
             if self.outstanding.is_empty() {
                 // No turn left: EOF lets claude finish and exit.
@@ -355,6 +379,7 @@ impl Process {
         match command {
             RunCommand::Interrupt => {
                 self.interrupted_by_user = true;
+                self.interrupt_deadline.get_or_insert(Instant::now() + self.grace);
                 self.send_line(interrupt_request(&format!("interrupt-{}", Uuid::new_v4())));
             }
             RunCommand::Message { text, uuid, now, reply } => match &self.stdin {
@@ -385,6 +410,13 @@ impl Process {
     fn interrupt(&mut self) {
         self.send_line(interrupt_request(&format!("interrupt-{}", Uuid::new_v4())));
         self.stdin = None;
+    }
+
+    /// SIGTERM to the group, and SIGCONT so that a stopped process gets to
+    /// handle it.
+    fn terminate(&self) {
+        self.signal(Signal::SIGTERM);
+        self.signal(Signal::SIGCONT);
     }
 
     fn signal(&self, signal: Signal) {

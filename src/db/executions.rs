@@ -49,6 +49,7 @@ pub async fn create(db: &impl ConnectionTrait, new: NewExecution) -> DbResult<ex
         created_at: Set(Utc::now()),
         started_at: Set(None),
         finished_at: Set(None),
+        stalled_since: Set(None),
     };
     Ok(model.insert(db).await?)
 }
@@ -76,6 +77,16 @@ pub async fn list(
         query = query.filter(execution::Column::Id.lt(before));
     }
     Ok(query.order_by_desc(execution::Column::Id).limit(limit + 1).all(db).await?)
+}
+
+/// Records whether (since when) the execution has stalled.
+pub async fn set_stalled(db: &DatabaseConnection, id: Uuid, since: Option<chrono::DateTime<Utc>>) -> DbResult<()> {
+    execution::Entity::update_many()
+        .col_expr(execution::Column::StalledSince, Expr::value(since))
+        .filter(execution::Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    Ok(())
 }
 
 /// PENDING -> RUNNING. False when it is no longer PENDING (cancelled while

@@ -103,6 +103,8 @@ pub struct ProgressEvent {
     pub num_turns: i32,
     pub cost_usd: Option<f64>,
     pub elapsed_ms: i64,
+    /// Since when the run has written nothing, if it is stalled.
+    pub stalled_since: Option<chrono::DateTime<chrono::Utc>>,
     pub renders: Renders,
 }
 

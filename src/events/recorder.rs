@@ -43,6 +43,8 @@ pub struct Recorder {
     pub commands: mpsc::Sender<RunCommand>,
     pub broker: Broker,
     pub permission_timeout: Duration,
+    /// Quiet for this long, the run is stalled.
+    pub stall_after: Duration,
 }
 
 /// What the recorder saw, for the execution's final record.
@@ -76,7 +78,23 @@ impl Recorder {
         let mut incoming = Vec::with_capacity(64);
         // Expiry timers of permission requests; dropped (aborted) with the run.
         let mut expiries = JoinSet::new();
-        while lines.recv_many(&mut incoming, MAX_BATCH).await > 0 {
+        // Quiet for `stall_after`: stalled, until the next line.
+        let mut stalled = false;
+        loop {
+            let quiet = tokio::time::sleep(self.stall_after);
+            let received = tokio::select! {
+                n = lines.recv_many(&mut incoming, MAX_BATCH) => n,
+                _ = quiet, if !stalled => {
+                    stalled = self.mark_stalled(true, &recorded, started).await;
+                    continue;
+                }
+            };
+            if received == 0 {
+                break;
+            }
+            if stalled {
+                stalled = !self.mark_stalled(false, &recorded, started).await;
+            }
             let mut control = Vec::new();
             let mut to_store = Vec::with_capacity(incoming.len());
             let mut to_publish = Vec::with_capacity(incoming.len());
@@ -129,6 +147,7 @@ impl Recorder {
             if last_progress.elapsed() >= PROGRESS_EVERY {
                 last_progress = Instant::now();
                 self.publisher.publish(Event::Progress(ProgressEvent {
+                    stalled_since: None,
                     execution_id: self.execution_id,
                     progress: super::progress("RUNNING", recorded.num_turns, self.max_turns),
                     message_count: recorded.message_count,
@@ -140,6 +159,34 @@ impl Recorder {
             }
         }
         (self.publisher, recorded)
+    }
+
+    /// Records that the run stalled (or resumed) and tells subscribers;
+    /// true if it did. A run waiting for a permission answer is waiting
+    /// for a person, not stalled.
+    async fn mark_stalled(&self, stalled: bool, recorded: &Recorded, started: Instant) -> bool {
+        if stalled {
+            let waiting = db::permissions::of_execution(&self.db, self.execution_id, true).await;
+            if waiting.map_or(true, |w| !w.is_empty()) {
+                return false;
+            }
+        }
+        let since =
+            stalled.then(|| chrono::Utc::now() - chrono::Duration::from_std(self.stall_after).unwrap_or_default());
+        if let Err(e) = db::executions::set_stalled(&self.db, self.execution_id, since).await {
+            warn!(error = %e, "could not record a stall");
+        }
+        self.publisher.publish(Event::Progress(ProgressEvent {
+            stalled_since: since,
+            execution_id: self.execution_id,
+            progress: super::progress("RUNNING", recorded.num_turns, self.max_turns),
+            message_count: recorded.message_count,
+            num_turns: recorded.num_turns,
+            cost_usd: None,
+            elapsed_ms: started.elapsed().as_millis() as i64,
+            renders: Default::default(),
+        }));
+        true
     }
 
     /// Picks up what the server tracks from a line.

@@ -172,6 +172,7 @@ async fn final_events(
         _ => 0,
     };
     let progress = ProgressEvent {
+        stalled_since: None,
         execution_id,
         progress: 1.0,
         message_count: execution.message_count,

@@ -259,7 +259,7 @@ pub const EVENTS_SUBSCRIPTION: &str =
     "subscription($id: ID!, $after: Int!) { executionEvents(executionId: $id, afterSeq: $after) {
     __typename
     ... on MessageEvent { seq executionId type subtype message }
-    ... on ProgressEvent { executionId progress messageCount numTurns costUsd elapsedMs }
+    ... on ProgressEvent { executionId progress messageCount numTurns costUsd elapsedMs stalledSince }
     ... on StatusEvent { executionId status error { code message } }
     ... on PermissionRequestEvent { executionId request { id toolName status input description blockedPath } }
 } }";

@@ -440,3 +440,50 @@ async fn a_child_that_reads_nothing_cannot_hold_up_its_cancel() {
     let sent = sender.await.unwrap();
     assert_eq!(sent["errors"][0]["extensions"]["code"], "BAD_USER_INPUT", "the message was not written: {sent}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_run_shows_it_and_an_unheeded_interrupt_escalates() {
+    use nix::sys::signal::{kill, Signal};
+    let app = crate::helpers::spawn_with(crate::helpers::Db::Sqlite, |c| c.stall_after = Duration::from_millis(400))
+        .await
+        .unwrap();
+    let (workspace, dir) = app.workspace().await;
+    let (execution, _) =
+        app.start(json!({ "workspaceId": workspace, "prompt": "fake: messages=400 size=100 delay_ms=50" })).await;
+    app.wait_status(&execution, "RUNNING").await;
+    let mut events = Box::pin(app.subscribe(&execution, 0).await.unwrap());
+    let claude = loop {
+        if let Some(pid) = app.fake_log(&dir).iter().find(|e| e["event"] == "start").and_then(|e| e["pid"].as_u64()) {
+            break nix::unistd::Pid::from_raw(pid as i32);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let stalled = "query($id: ID!) { execution(id: $id) { stalledSince } }";
+    assert!(app.ok(stalled, json!({ "id": execution })).await["execution"]["stalledSince"].is_null());
+
+    // Stopped: after the threshold it is stalled, and subscribers hear so.
+    kill(claude, Signal::SIGSTOP).unwrap();
+    async fn until(events: &mut (impl futures_util::Stream<Item = anyhow::Result<Value>> + Unpin), stalled: bool) {
+        loop {
+            let e = tokio::time::timeout(Duration::from_secs(10), events.next()).await.unwrap().unwrap().unwrap();
+            if e["__typename"] == "ProgressEvent" && e["stalledSince"].is_null() != stalled {
+                return;
+            }
+        }
+    }
+    until(&mut events, true).await;
+    assert!(app.ok(stalled, json!({ "id": execution })).await["execution"]["stalledSince"].is_string());
+    // Continued: it writes again, and is no longer stalled.
+    kill(claude, Signal::SIGCONT).unwrap();
+    until(&mut events, false).await;
+    assert!(app.ok(stalled, json!({ "id": execution })).await["execution"]["stalledSince"].is_null());
+
+    // Stopped again, an interrupt cannot be heard: it becomes a cancel.
+    kill(claude, Signal::SIGSTOP).unwrap();
+    let started = std::time::Instant::now();
+    app.ok("mutation($id: ID!) { interruptExecution(id: $id) { id } }", json!({ "id": execution })).await;
+    let finished = app.wait_finished(&execution).await;
+    assert_eq!(finished["status"], "CANCELLED", "{finished}");
+    assert!(started.elapsed() < Duration::from_secs(5), "escalated after the grace period: {:?}", started.elapsed());
+    assert!(!crate::helpers::process_alive(claude.as_raw() as u32));
+}

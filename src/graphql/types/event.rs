@@ -111,6 +111,14 @@ impl ProgressEvent {
     async fn elapsed_ms(&self) -> i64 {
         self.inner().elapsed_ms
     }
+
+    /// Since when the run has written nothing, when it has been quiet for
+    /// longer than the server's stall threshold (`--stall-after`: a stopped
+    /// process, a hung tool); null while it writes. A progress event comes
+    /// when it stalls and when it resumes.
+    async fn stalled_since(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.inner().stalled_since
+    }
 }
 
 /// A status change. A terminal one (COMPLETED, FAILED, CANCELLED) is the

@@ -100,6 +100,13 @@ impl Execution {
         self.0.started_at
     }
 
+    /// Since when the run has written nothing, if it has been quiet for
+    /// longer than the server's stall threshold (`--stall-after`); null
+    /// while it writes, and once it has ended.
+    async fn stalled_since(&self) -> Option<DateTime<Utc>> {
+        self.0.stalled_since.filter(|_| !crate::events::is_terminal(&self.0.status))
+    }
+
     async fn finished_at(&self) -> Option<DateTime<Utc>> {
         self.0.finished_at
     }
