@@ -28,6 +28,7 @@
 //! | `ask=TOOL` | after `init`, a `can_use_tool` permission prompt for TOOL; waits for the answer |
 //! | `wait_for=PATH` | after `init`, wait until PATH exists (benchmarks start the burst this way) |
 //! | `background=group` / `background=escape` | leave a `sleep 600` behind, in our process group / in a session of its own |
+//! | `pause_at=N pause_ms=M` | before line N, be quiet for M ms |
 //! | `deaf` | read nothing more from stdin (a hung tool) |
 //! | `exit=N` | exit code at the end |
 //!
@@ -341,6 +342,10 @@ impl Turn {
                 self.out.line(&line.replacen(EMIT_PLACEHOLDER, &format!("\"emit_ns\":{}", now_ns()), 1));
             } else {
                 self.out.line(line);
+            }
+            if d.num("pause_at") == Some(i as u64) {
+                // A quiet spell mid-run (after a burst).
+                thread::sleep(Duration::from_millis(d.num("pause_ms").unwrap_or(1000)));
             }
             if i == 0 && d.has("hang") {
                 return self.hang(message_uuid);

@@ -80,10 +80,19 @@ impl Recorder {
         let mut expiries = JoinSet::new();
         // Quiet for `stall_after`: stalled, until the next line.
         let mut stalled = false;
+        // Messages went out since the last progress event: one is owed, also
+        // when no further message comes (the end of a burst).
+        let mut progress_owed = false;
         loop {
             let quiet = tokio::time::sleep(self.stall_after);
             let received = tokio::select! {
                 n = lines.recv_many(&mut incoming, MAX_BATCH) => n,
+                _ = tokio::time::sleep_until(last_progress + PROGRESS_EVERY), if progress_owed => {
+                    last_progress = Instant::now();
+                    progress_owed = false;
+                    self.publish_progress(&recorded, started);
+                    continue;
+                }
                 _ = quiet, if !stalled => {
                     stalled = self.mark_stalled(true, &recorded, started).await;
                     continue;
@@ -144,21 +153,27 @@ impl Recorder {
             for payload in control {
                 self.on_control(&payload, &mut expiries).await;
             }
+            progress_owed = true;
             if last_progress.elapsed() >= PROGRESS_EVERY {
                 last_progress = Instant::now();
-                self.publisher.publish(Event::Progress(ProgressEvent {
-                    stalled_since: None,
-                    execution_id: self.execution_id,
-                    progress: super::progress("RUNNING", recorded.num_turns, self.max_turns),
-                    message_count: recorded.message_count,
-                    num_turns: recorded.num_turns,
-                    cost_usd: None,
-                    elapsed_ms: started.elapsed().as_millis() as i64,
-                    renders: Default::default(),
-                }));
+                progress_owed = false;
+                self.publish_progress(&recorded, started);
             }
         }
         (self.publisher, recorded)
+    }
+
+    fn publish_progress(&self, recorded: &Recorded, started: Instant) {
+        self.publisher.publish(Event::Progress(ProgressEvent {
+            stalled_since: None,
+            execution_id: self.execution_id,
+            progress: super::progress("RUNNING", recorded.num_turns, self.max_turns),
+            message_count: recorded.message_count,
+            num_turns: recorded.num_turns,
+            cost_usd: None,
+            elapsed_ms: started.elapsed().as_millis() as i64,
+            renders: Default::default(),
+        }));
     }
 
     /// Records that the run stalled (or resumed) and tells subscribers;

@@ -487,3 +487,34 @@ async fn a_stalled_run_shows_it_and_an_unheeded_interrupt_escalates() {
     assert!(started.elapsed() < Duration::from_secs(5), "escalated after the grace period: {:?}", started.elapsed());
     assert!(!crate::helpers::process_alive(claude.as_raw() as u32));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_follows_the_end_of_a_burst() {
+    let app = crate::helpers::spawn_app().await;
+    let (workspace, _) = app.workspace().await;
+    // A burst of 200 lines, then two quiet seconds before the rest.
+    let (execution, _) = app
+        .start(json!({ "workspaceId": workspace, "prompt": "fake: messages=200 size=50 pause_at=150 pause_ms=2000" }))
+        .await;
+    let mut events = Box::pin(app.subscribe(&execution, 0).await.unwrap());
+    let (mut last_seq, mut counted) = (0, false);
+    loop {
+        match tokio::time::timeout(Duration::from_millis(1000), events.next()).await {
+            Ok(Some(e)) => {
+                let e = e.unwrap();
+                if let Some(seq) = e["seq"].as_i64() {
+                    (last_seq, counted) = (seq, false);
+                }
+                if e["__typename"] == "ProgressEvent" && e["messageCount"] == last_seq {
+                    counted = true;
+                }
+            }
+            // The pause: by now a progress event has counted everything.
+            Err(_) if last_seq > 100 => {
+                assert!(counted, "no progress event after message {last_seq}");
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
