@@ -8,6 +8,7 @@ mod approvals;
 mod auth;
 mod browser;
 mod failures;
+mod fuzz;
 mod http;
 mod inputs;
 mod interactive;
