@@ -55,7 +55,13 @@ pub async fn connect(url: &str) -> Result<Socket> {
 }
 
 pub async fn subscribe(socket: &mut Socket, execution_id: &str) -> Result<()> {
-    let message = json!({ "id": "1", "type": "subscribe", "payload": { "query": DOCUMENT, "variables": { "id": execution_id, "after": 0 } } });
+    subscribe_after(socket, execution_id, 0).await
+}
+
+/// Subscribes to what comes after `after_seq` (a resuming client).
+pub async fn subscribe_after(socket: &mut Socket, execution_id: &str, after_seq: u64) -> Result<()> {
+    let variables = json!({ "id": execution_id, "after": after_seq });
+    let message = json!({ "id": "1", "type": "subscribe", "payload": { "query": DOCUMENT, "variables": variables } });
     socket.send(Message::text(message.to_string())).await?;
     Ok(())
 }

@@ -12,6 +12,7 @@ mod client;
 mod proc;
 mod scenarios;
 mod server;
+mod soak;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -66,6 +67,15 @@ enum Scenario {
         #[arg(long, default_value_t = 30)]
         samples: usize,
     },
+    /// A bounded soak: runs with faults, subscribers that drop and resume;
+    /// checks every sequence and that resources return to the baseline.
+    Soak {
+        #[arg(long, default_value_t = 3)]
+        minutes: u64,
+        /// Soak PostgreSQL instead of SQLite.
+        #[arg(long)]
+        postgres: Option<String>,
+    },
     /// Every scenario with its defaults (logs with 1M messages takes minutes).
     All,
     /// (internal) the ceiling server process.
@@ -94,6 +104,7 @@ fn main() -> Result<()> {
             }
             Scenario::Logs { messages, queries } => scenarios::logs(&mut report, messages, queries).await?,
             Scenario::Start { samples } => scenarios::start(&mut report, samples).await?,
+            Scenario::Soak { minutes, postgres } => soak::soak(minutes, postgres.as_deref()).await?,
             Scenario::All => {
                 scenarios::fanout(&mut report, &[1, 100, 1000, 5000], 1000, 200).await?;
                 scenarios::runs(&mut report, &[10, 50], 1000).await?;

@@ -394,7 +394,7 @@ pub async fn start(report: &mut Report, samples: usize) -> Result<()> {
     Ok(())
 }
 
-fn tempdir() -> Result<std::path::PathBuf> {
+pub fn tempdir() -> Result<std::path::PathBuf> {
     let dir = std::env::temp_dir().join(format!("claude-graphql-bench-{}-{}", std::process::id(), client::now_ns()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir.canonicalize()?)
