@@ -60,6 +60,15 @@ impl App {
         if config.jwt_secret.is_some() && config.workspace_roots.is_empty() {
             return Err(StartupError::NoWorkspaceRoots);
         }
+        // Resolved once, here: spawned with the workspace as its working
+        // directory, a relative path would mean something else per run.
+        match crate::claude::command::resolve_bin(&config.claude_bin) {
+            Some(bin) => config.claude_bin = bin,
+            None => tracing::warn!(
+                claude_bin = %config.claude_bin.display(),
+                "claude was not found or is not executable: every run will fail with SPAWN_FAILED (see /readyz)"
+            ),
+        }
         let db = db::connect(config.database_url.expose_secret()).await?;
         // Subscriptions may use half of the pool to read the store; the
         // other half stays for everything else.

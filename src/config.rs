@@ -28,7 +28,42 @@ pub enum Command {
         /// How long it is valid, e.g. `24h`.
         #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
         ttl: Duration,
+        /// The signing settings may also follow the subcommand.
+        #[command(flatten)]
+        signing: TokenSigning,
     },
+}
+
+/// `--jwt-secret` and friends, accepted after `token` too (they override
+/// the ones before it).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TokenSigning {
+    /// The HS256 secret (as the server's `--jwt-secret`).
+    #[arg(long = "jwt-secret", hide_env_values = true)]
+    pub jwt_secret: Option<SecretString>,
+    /// A file holding the secret (as the server's `--jwt-secret-file`).
+    #[arg(long = "jwt-secret-file")]
+    pub jwt_secret_file: Option<PathBuf>,
+    /// `iss` of the token.
+    #[arg(long = "jwt-issuer")]
+    pub jwt_issuer: Option<String>,
+    /// `aud` of the token.
+    #[arg(long = "jwt-audience")]
+    pub jwt_audience: Option<String>,
+}
+
+impl TokenSigning {
+    /// Puts the settings given after `token` into `config`.
+    pub fn apply(self, config: &mut Config) {
+        if let Some(secret) = self.jwt_secret {
+            config.jwt_secret = Some(secret);
+        }
+        if let Some(file) = self.jwt_secret_file {
+            config.jwt_secret_file = Some(file);
+        }
+        config.jwt_issuer = self.jwt_issuer.or(config.jwt_issuer.take());
+        config.jwt_audience = self.jwt_audience.or(config.jwt_audience.take());
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

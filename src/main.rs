@@ -8,6 +8,9 @@ use claude_graphql::{
 
 fn main() -> anyhow::Result<()> {
     let mut cli = Cli::parse();
+    if let Some(Command::Token { signing, .. }) = &mut cli.command {
+        std::mem::take(signing).apply(&mut cli.config);
+    }
     cli.config.load_secret_files()?;
     // Read once, into the config: from here on the secrets are nowhere in
     // the environment (where a child could find them).
@@ -17,7 +20,7 @@ fn main() -> anyhow::Result<()> {
             print!("{}", graphql::sdl());
             Ok(())
         }
-        Some(Command::Token { sub, ttl }) => {
+        Some(Command::Token { sub, ttl, .. }) => {
             println!("{}", claude_graphql::http::auth::mint(&cli.config, &sub, ttl).map_err(anyhow::Error::msg)?);
             Ok(())
         }

@@ -123,6 +123,25 @@ impl ClaudeCommand {
     }
 }
 
+/// The program `bin` names, as an absolute path: a path with a `/` is
+/// taken relative to the server's working directory (not the workspace's,
+/// where it is spawned), a bare name is looked up in `PATH`. None when
+/// there is no executable file there.
+pub fn resolve_bin(bin: &std::path::Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable =
+        |p: &std::path::Path| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    if bin.components().count() > 1 || bin.is_absolute() {
+        let absolute = std::env::current_dir().ok()?.join(bin);
+        return executable(&absolute).then(|| absolute.canonicalize().unwrap_or(absolute));
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(bin))
+        .find(|candidate| executable(candidate))
+}
+
 /// The stream-json user message that carries a prompt, with our own uuid;
 /// `now` replaces the running turn instead of queueing after it.
 pub fn user_message(prompt: &str, uuid: Uuid, now: bool) -> String {

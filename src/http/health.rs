@@ -1,6 +1,7 @@
 //! `GET /healthz` (liveness): the server is up and its database answers.
 //! `GET /readyz` (readiness): the store takes writes (this server's lease
-//! is renewed: a real write), so runs can be recorded.
+//! is renewed: a real write), so runs can be recorded, and `claude` is an
+//! executable file.
 
 use axum::{extract::State, http::StatusCode, Json};
 use serde_json::{json, Value};
@@ -35,8 +36,14 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         }
         None => {}
     }
+    let claude = crate::claude::command::resolve_bin(&state.config.claude_bin).is_some();
+    if !claude {
+        let body = json!({ "status": "unavailable", "store": if writable { "ok" } else { "not writable" },
+                           "claude": format!("{} is not an executable file", state.config.claude_bin.display()) });
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body));
+    }
     if writable {
-        (StatusCode::OK, Json(json!({ "status": "ready", "store": "ok" })))
+        (StatusCode::OK, Json(json!({ "status": "ready", "store": "ok", "claude": "ok" })))
     } else {
         health.failed();
         (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "unavailable", "store": "not writable" })))

@@ -518,3 +518,41 @@ async fn progress_follows_the_end_of_a_burst() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relative_claude_bin_is_resolved_at_startup_and_a_missing_one_is_reported() {
+    // The quick start's own form: a path relative to where the server runs.
+    let cwd = std::env::current_dir().unwrap();
+    let fake = std::path::Path::new(crate::helpers::FAKE_CLAUDE);
+    let relative = pathdiff(fake, &cwd);
+    assert!(relative.is_relative());
+    let app =
+        crate::helpers::spawn_with(crate::helpers::Db::Sqlite, |c| c.claude_bin = relative.clone()).await.unwrap();
+    let (workspace, _) = app.workspace().await;
+    let (execution, _) = app.start(json!({ "workspaceId": workspace, "prompt": "hi" })).await;
+    assert_eq!(app.wait_finished(&execution).await["status"], "COMPLETED");
+    let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+
+    let app = crate::helpers::spawn_with(crate::helpers::Db::Sqlite, |c| c.claude_bin = "no-such-claude".into())
+        .await
+        .unwrap();
+    let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: Value = ready.json().await.unwrap();
+    assert!(body["claude"].as_str().unwrap().contains("no-such-claude"), "{body}");
+}
+
+/// `path` relative to `base` (both absolute).
+fn pathdiff(path: &std::path::Path, base: &std::path::Path) -> std::path::PathBuf {
+    let (path, base): (Vec<_>, Vec<_>) = (path.components().collect(), base.components().collect());
+    let common = path.iter().zip(&base).take_while(|(a, b)| a == b).count();
+    let mut relative = std::path::PathBuf::new();
+    for _ in common..base.len() {
+        relative.push("..");
+    }
+    for part in &path[common..] {
+        relative.push(part);
+    }
+    relative
+}

@@ -691,3 +691,21 @@ async fn a_response_has_a_size_cap() {
     assert_eq!(code(&big), "BAD_USER_INPUT", "{big}");
     assert!(message(&big).contains("larger than"), "{big}");
 }
+
+#[test]
+fn the_token_command_takes_the_secret_before_or_after_it() {
+    let bin = env!("CARGO_BIN_EXE_claude-graphql");
+    let run = |args: &[&str]| std::process::Command::new(bin).args(args).env_remove("JWT_SECRET").output().unwrap();
+    for args in [
+        vec!["token", "--sub", "alice", "--jwt-secret", SECRET, "--jwt-audience", "claude-graphql"],
+        vec!["--jwt-secret", SECRET, "--jwt-audience", "claude-graphql", "token", "--sub", "alice"],
+    ] {
+        let out = run(&args);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let token = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(token.trim().split('.').count(), 3, "a JWT: {token}");
+    }
+    let weak = run(&["token", "--sub", "alice", "--jwt-secret", "short"]);
+    assert!(!weak.status.success());
+    assert!(String::from_utf8_lossy(&weak.stderr).contains("at least 32"));
+}
