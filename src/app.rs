@@ -161,10 +161,11 @@ impl App {
             shutdown.clone(),
         ));
         // This server's lease, and the runs of servers that lost theirs.
+        let leases_stop = CancellationToken::new();
         let leases = {
-            let executor = state.executor.clone();
+            let (executor, stop) = (state.executor.clone(), leases_stop.clone());
             let lease = state.config.replica_lease;
-            tokio::spawn(async move { executor.keep_lease(lease).await })
+            tokio::spawn(async move { executor.keep_lease(lease, stop).await })
         };
         let serve_token = shutdown.clone();
         let served =
@@ -173,6 +174,8 @@ impl App {
         shutdown.cancel();
         let patience = state.config.cancel_grace * 2 + Duration::from_secs(5);
         state.executor.wait_stopped(patience).await;
+        // The lease was kept while the runs stopped; now it can go.
+        leases_stop.cancel();
         // The runs have published their final events: WebSocket clients
         // get them (and whatever else is still on its way), then a 1001.
         ws_closing.token.cancel();

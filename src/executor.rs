@@ -190,17 +190,21 @@ impl Executor {
     /// of servers whose lease expired (killed, or restarted under another
     /// id): FAILED / INTERRUPTED, with their subscribers told. Gives the
     /// lease up at a clean stop.
-    pub async fn keep_lease(&self, lease: Duration) {
+    /// Runs until `stop` (which the server cancels once its runs have
+    /// stopped: the lease must outlive them).
+    pub async fn keep_lease(&self, lease: Duration, stop: CancellationToken) {
         let every = lease / 3;
         let mut renewed = tokio::time::Instant::now();
         loop {
             tokio::select! {
-                _ = self.inner.shutdown.cancelled() => break,
+                _ = stop.cancelled() => break,
                 _ = tokio::time::sleep(every) => {}
             }
             match self.renew_lease(lease).await {
                 Ok(()) => renewed = tokio::time::Instant::now(),
-                Err(e) => warn!(error = %e, "could not renew this server's lease"),
+                Err(e) => {
+                    warn!(error = %e, "could not renew this server's lease");
+                }
             }
             // Unable to renew for most of a lease: others will soon take this
             // server for gone and finish its runs, so it stops them first
@@ -211,8 +215,11 @@ impl Executor {
                     handle.stop.stop(StopReason::Shutdown);
                 }
             }
-            if let Err(e) = self.finish_orphans().await {
-                warn!(error = %e, "could not finish the runs of a gone server");
+            // Only a server that could renew its own lease judges others'.
+            if renewed.elapsed() < every {
+                if let Err(e) = self.finish_orphans().await {
+                    warn!(error = %e, "could not finish the runs of a gone server");
+                }
             }
         }
     }
@@ -226,7 +233,7 @@ impl Executor {
 
     /// Finishes the runs of servers whose lease has expired.
     pub async fn finish_orphans(&self) -> AppResult<usize> {
-        let orphans = db::replicas::orphaned_runs(&self.inner.db).await?;
+        let orphans = db::replicas::orphaned_runs(&self.inner.db, &self.inner.replica_id).await?;
         for e in &orphans {
             crate::claude::sandbox::kill_leftovers(&e.id.to_string()).await;
             let finish = failure(&ClaudeError::Interrupted, None);

@@ -102,7 +102,15 @@ impl ClaudeCommand {
         let mut cmd = self.to_command();
         sandbox::confine_child(&mut cmd, dir.as_raw_fd(), cgroup.as_ref().map(sandbox::RunCgroup::procs_fd));
         // `dir` stays open until the child has changed into it.
-        Ok((cmd.spawn()?, cgroup))
+        match cmd.spawn() {
+            Ok(child) => Ok((child, cgroup)),
+            Err(e) => {
+                if let Some(cgroup) = cgroup {
+                    cgroup.discard();
+                }
+                Err(e)
+            }
+        }
     }
 
     /// A tokio `Command` with piped stdio, no shell, the server's secrets

@@ -243,7 +243,15 @@ impl Process {
             tokio::select! {
                 read = read_line(self.stdout.as_mut(), &mut self.buf, self.max_line_bytes), if self.stdout.is_some() && self.pending.is_none() => {
                     match read {
-                        Ok(true) => self.on_line(),
+                        Ok(true) => {
+                            self.on_line();
+                            // Still writing after its exit (a grandchild, or
+                            // lines we had not read yet): not cut off while
+                            // lines keep coming.
+                            if drain_deadline.is_some() {
+                                drain_deadline = Some(Instant::now() + DRAIN_AFTER_EXIT);
+                            }
+                        }
                         Ok(false) => self.stdout = None,
                         Err(e) => {
                             warn!(error = %e, "stopping claude: unusable stdout");
@@ -289,7 +297,9 @@ impl Process {
                     phase = Phase::Interrupted;
                     phase_deadline = Instant::now() + limits.grace;
                 }
-                _ = sleep_until(self.interrupt_deadline.unwrap_or_else(Instant::now)), if self.interrupt_deadline.is_some() && phase == Phase::Running => {
+                // (Not while reading is paused for the store: the answer may
+                // be in the pipe.)
+                _ = sleep_until(self.interrupt_deadline.unwrap_or_else(Instant::now)), if self.interrupt_deadline.is_some() && phase == Phase::Running && self.pending.is_none() => {
                     // The interrupt was not honoured in time: it becomes a
                     // cancel, straight to SIGTERM (with SIGCONT, in case the
                     // process is stopped).
@@ -315,7 +325,7 @@ impl Process {
                     phase = if phase == Phase::Interrupted { Phase::Terminated } else { Phase::Killed };
                     phase_deadline = Instant::now() + limits.grace;
                 }
-                _ = sleep_until(drain_deadline.unwrap_or_else(Instant::now)), if drain_deadline.is_some() && self.stdout.is_some() => {
+                _ = sleep_until(drain_deadline.unwrap_or_else(Instant::now)), if drain_deadline.is_some() && self.stdout.is_some() && self.pending.is_none() => {
                     // claude is gone but something it started still holds stdout.
                     self.stdout = None;
                 }
@@ -377,6 +387,8 @@ impl Process {
     /// Never waits: what goes to stdin is queued for its writer.
     fn on_command(&mut self, command: RunCommand) {
         match command {
+            // No turn left (its stdin is closed): nothing to interrupt.
+            RunCommand::Interrupt if self.stdin.is_none() => {}
             RunCommand::Interrupt => {
                 self.interrupted_by_user = true;
                 self.interrupt_deadline.get_or_insert(Instant::now() + self.grace);

@@ -120,6 +120,7 @@ pub fn confine_child(cmd: &mut Command, dir: RawFd, cgroup_procs: Option<RawFd>)
     // SAFETY: the closure runs between fork and exec and only makes
     // async-signal-safe system calls (fchdir, prctl, getppid); it allocates
     // nothing and touches no lock.
+    let server = std::process::id() as libc::pid_t;
     unsafe {
         cmd.pre_exec(move || {
             // Into the run's cgroup first, so everything it starts is there
@@ -139,7 +140,7 @@ pub fn confine_child(cmd: &mut Command, dir: RawFd, cgroup_procs: Option<RawFd>)
             }
             // The server may have died between fork and prctl. (An OS
             // error: nothing may be allocated here.)
-            if libc::getppid() == 1 {
+            if libc::getppid() != server {
                 return Err(io::Error::from_raw_os_error(libc::ESRCH));
             }
             // Fails with EPERM without CAP_SETPCAP; then there was no
@@ -185,6 +186,11 @@ impl RunCgroup {
     pub async fn kill_and_remove(self) {
         kill_dir(&self.dir).await;
     }
+
+    /// Removes the cgroup of a run that never started.
+    pub fn discard(self) {
+        let _ = std::fs::remove_dir(&self.dir);
+    }
 }
 
 /// Kills what is left in the cgroup of an execution whose server is gone
@@ -221,11 +227,17 @@ async fn kill_dir(dir: &Path) {
 fn runs_dir() -> Option<std::path::PathBuf> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     // Fields: id parent major:minor root mount-point options ... - fstype ...
-    let mount = mountinfo.lines().find_map(|line| {
+    let (root, mount) = mountinfo.lines().find_map(|line| {
         let (left, right) = line.split_once(" - ")?;
-        (right.split_whitespace().next()? == "cgroup2").then(|| left.split_whitespace().nth(4).map(str::to_owned))?
+        if right.split_whitespace().next()? != "cgroup2" {
+            return None;
+        }
+        let mut fields = left.split_whitespace().skip(3);
+        Some((fields.next()?.to_owned(), fields.next()?.replace("\\040", " ")))
     })?;
     let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
     let path = own.lines().find_map(|line| line.strip_prefix("0::"))?;
+    // The mount shows the hierarchy from `root` down (a container's view).
+    let path = path.strip_prefix(root.trim_end_matches('/')).unwrap_or(path);
     Some(Path::new(&mount).join(path.trim_start_matches('/')).join("claude-graphql"))
 }

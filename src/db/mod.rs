@@ -103,8 +103,16 @@ async fn connect_sqlite(url: &str) -> DbResult<DatabaseConnection> {
         .acquire_timeout(Duration::from_secs(10))
         .after_release(|conn, _| {
             Box::pin(async move {
-                let depth =
-                    <sea_orm::sqlx::Sqlite as sea_orm::sqlx::Database>::TransactionManager::get_transaction_depth(conn);
+                use sea_orm::sqlx::Executor as _;
+                let depth = |conn: &sea_orm::sqlx::SqliteConnection| {
+                    <sea_orm::sqlx::Sqlite as sea_orm::sqlx::Database>::TransactionManager::get_transaction_depth(conn)
+                };
+                if depth(conn) != 0 {
+                    // A dropped transaction's ROLLBACK is still queued on the
+                    // connection: let it run, then look again.
+                    let _ = conn.execute("SELECT 1").await;
+                }
+                let depth = depth(conn);
                 if depth != 0 {
                     tracing::warn!(depth, "closing a database connection left inside a transaction");
                 }

@@ -48,7 +48,7 @@ pub async fn is_alive(db: &impl ConnectionTrait, id: &str) -> DbResult<bool> {
 
 /// The PENDING or RUNNING executions of replicas whose lease has expired:
 /// their server is gone (killed, or restarted under another id).
-pub async fn orphaned_runs(db: &DatabaseConnection) -> DbResult<Vec<execution::Model>> {
+pub async fn orphaned_runs(db: &DatabaseConnection, except: &str) -> DbResult<Vec<execution::Model>> {
     let expired = sea_orm::sea_query::Query::select()
         .column(replica::Column::Id)
         .from(replica::Entity)
@@ -57,6 +57,7 @@ pub async fn orphaned_runs(db: &DatabaseConnection) -> DbResult<Vec<execution::M
     Ok(execution::Entity::find()
         .filter(execution::Column::Status.is_in([PENDING, RUNNING]))
         .filter(execution::Column::ReplicaId.in_subquery(expired))
+        .filter(execution::Column::ReplicaId.ne(except))
         .all(db)
         .await?)
 }

@@ -119,10 +119,18 @@ async fn conflict(db: &impl ConnectionTrait, owner: &str, path: &str) -> DbResul
     let inside = LikeExpr::new(format!("{escaped}/%")).escape('\\');
     let found = workspace::Entity::find()
         .filter(
-            Condition::any().add(workspace::Column::Path.is_in(ancestors)).add(workspace::Column::Path.like(inside)),
+            Condition::any()
+                .add(workspace::Column::Path.is_in(ancestors.clone()))
+                .add(workspace::Column::Path.like(inside)),
         )
         .all(db)
         .await?;
+    // LIKE may ignore case (SQLite): keep only real overlaps.
+    let prefix = format!("{}/", path.trim_end_matches('/'));
+    let found: Vec<_> = found
+        .into_iter()
+        .filter(|w| w.path == path || ancestors.contains(&w.path) || w.path.starts_with(&prefix))
+        .collect();
     Ok(if found.iter().any(|w| w.owner != owner) {
         Some(Refusal::Taken)
     } else if found.iter().any(|w| w.path == path) {

@@ -184,9 +184,24 @@ pub fn count_tokens(text: &str, max: usize) -> usize {
                 count += 1;
                 i += 3;
             }
-            c if c.is_ascii_alphanumeric() || c == b'_' || c == b'-' => {
+            c if c.is_ascii_alphabetic() || c == b'_' => {
                 count += 1;
-                while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || b"_.+-".contains(&bytes[i])) {
+                while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+                    i += 1;
+                }
+            }
+            c if c.is_ascii_digit() || c == b'-' => {
+                // A number: digits, one `.`, an exponent; never `...`.
+                count += 1;
+                i += 1;
+                while i < bytes.len() {
+                    let more = bytes[i].is_ascii_digit()
+                        || matches!(bytes[i], b'e' | b'E')
+                        || (matches!(bytes[i], b'+' | b'-') && matches!(bytes[i - 1], b'e' | b'E'))
+                        || (bytes[i] == b'.' && !bytes[i..].starts_with(b".."));
+                    if !more {
+                        break;
+                    }
                     i += 1;
                 }
             }
@@ -236,6 +251,8 @@ mod tests {
         assert_eq!(count_tokens("# { { {\n{ a }", 100), 3);
         assert_eq!(count_tokens("{ ...F } fragment F on Q { a }", 100), 11);
         assert_eq!(count_tokens("\"\"\" a \\\"\"\" { \"\"\" { x }", 100), 4);
+        assert_eq!(count_tokens("{a...F...F...F}", 100), 9, "spreads are tokens, not part of a name");
+        assert_eq!(count_tokens("{ f(x: -1.5e+3) }", 100), 8);
         let huge = format!("{{ {} }}", "a ".repeat(1_000_000));
         assert_eq!(count_tokens(&huge, 10_000), 10_001, "stops counting past the limit");
     }

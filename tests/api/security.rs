@@ -528,6 +528,19 @@ async fn huge_documents_are_refused_before_parsing_and_never_cached() {
         assert!(message(&body).contains("tokens"), "{body}");
     }
     assert!(started.elapsed() < Duration::from_secs(10), "refused without parsing: {:?}", started.elapsed());
+    // Spreads written without spaces are tokens too.
+    let spreads = format!("{{a{} }} fragment F on Query {{ __typename }}", "...F".repeat(400_000));
+    let refused: Value = app
+        .http
+        .post(app.url("/graphql"))
+        .json(&json!({ "query": spreads }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(message(&refused).contains("tokens"), "{refused}");
     // Nothing was remembered under that hash.
     let lookup: Value = app
         .http
