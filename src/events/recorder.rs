@@ -164,8 +164,17 @@ impl Recorder {
     }
 
     fn publish_progress(&self, recorded: &Recorded, started: Instant) {
+        self.publish_progress_stalled(recorded, started, None);
+    }
+
+    fn publish_progress_stalled(
+        &self,
+        recorded: &Recorded,
+        started: Instant,
+        stalled_since: Option<chrono::DateTime<chrono::Utc>>,
+    ) {
         self.publisher.publish(Event::Progress(ProgressEvent {
-            stalled_since: None,
+            stalled_since,
             execution_id: self.execution_id,
             progress: super::progress("RUNNING", recorded.num_turns, self.max_turns),
             message_count: recorded.message_count,
@@ -191,16 +200,7 @@ impl Recorder {
         if let Err(e) = db::executions::set_stalled(&self.db, self.execution_id, since).await {
             warn!(error = %e, "could not record a stall");
         }
-        self.publisher.publish(Event::Progress(ProgressEvent {
-            stalled_since: since,
-            execution_id: self.execution_id,
-            progress: super::progress("RUNNING", recorded.num_turns, self.max_turns),
-            message_count: recorded.message_count,
-            num_turns: recorded.num_turns,
-            cost_usd: None,
-            elapsed_ms: started.elapsed().as_millis() as i64,
-            renders: Default::default(),
-        }));
+        self.publish_progress_stalled(recorded, started, since);
         true
     }
 

@@ -25,6 +25,11 @@ async fn workspace_of(app: &TestApp, user: &str, name: &str, approval: bool) -> 
     (id, dir)
 }
 
+/// POSTs a raw GraphQL-over-HTTP body; returns the answer.
+async fn post(app: &TestApp, body: Value) -> Value {
+    app.http.post(app.url("/graphql")).json(&body).send().await.unwrap().json().await.unwrap()
+}
+
 fn message(response: &Value) -> &str {
     response["errors"][0]["message"].as_str().unwrap_or_else(|| panic!("no error in {response}"))
 }
@@ -530,28 +535,10 @@ async fn huge_documents_are_refused_before_parsing_and_never_cached() {
     assert!(started.elapsed() < Duration::from_secs(10), "refused without parsing: {:?}", started.elapsed());
     // Spreads written without spaces are tokens too.
     let spreads = format!("{{a{} }} fragment F on Query {{ __typename }}", "...F".repeat(400_000));
-    let refused: Value = app
-        .http
-        .post(app.url("/graphql"))
-        .json(&json!({ "query": spreads }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let refused = post(&app, json!({ "query": spreads })).await;
     assert!(message(&refused).contains("tokens"), "{refused}");
     // Nothing was remembered under that hash.
-    let lookup: Value = app
-        .http
-        .post(app.url("/graphql"))
-        .json(&json!({ "extensions": persisted }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let lookup = post(&app, json!({ "extensions": persisted })).await;
     assert_eq!(message(&lookup), "PersistedQueryNotFound", "{lookup}");
 
     // A document that does not validate is not remembered either; one
@@ -565,16 +552,7 @@ async fn huge_documents_are_refused_before_parsing_and_never_cached() {
             .send()
             .await
             .unwrap();
-        let lookup: Value = app
-            .http
-            .post(app.url("/graphql"))
-            .json(&json!({ "extensions": persisted }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let lookup = post(&app, json!({ "extensions": persisted })).await;
         assert_eq!(lookup.get("errors").is_none(), remembered, "{query}: {lookup}");
     }
 
