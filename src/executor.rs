@@ -467,9 +467,18 @@ impl Executor {
             renders: Default::default(),
         };
         // The final state must be stored, or the run (and its session)
-        // stays RUNNING: retry, with backoff, for about half a minute.
+        // stays RUNNING: retry, with backoff, for as long as the server runs
+        // (a full disk may get space again), and about half a minute more
+        // once it is stopping.
         let mut delay = Duration::from_millis(100);
-        for attempt in 1..=10 {
+        let mut attempts_while_stopping = 0;
+        for attempt in 1.. {
+            if self.inner.shutdown.is_cancelled() {
+                attempts_while_stopping += 1;
+                if attempts_while_stopping > 10 {
+                    break;
+                }
+            }
             match db::executions::finish(&self.inner.db, execution.id, execution.session_id, finish.clone()).await {
                 Ok(Some(cancelled)) => {
                     for request in cancelled {

@@ -389,7 +389,33 @@ async fn a_full_disk_loses_nothing_that_was_delivered() {
     std::fs::write(&ballast, vec![0u8; 12 * 1024 * 1024]).unwrap();
     let (execution, _) =
         app.start(json!({ "workspaceId": workspace, "prompt": "fake: messages=20000 size=400" })).await;
-    let events = app.events(&execution, 0).await.unwrap();
+    let subscriber = {
+        let stream = app.subscribe(&execution, 0).await.unwrap();
+        tokio::spawn(tokio::time::timeout(Duration::from_secs(120), stream.collect::<Vec<_>>()))
+    };
+    // The store fills up: not ready, while the run is stopped.
+    let mut unready = false;
+    for _ in 0..300 {
+        if app.http.get(app.url("/readyz")).send().await.unwrap().status() == 503 {
+            unready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(unready, "not ready while the store takes no writes");
+    // Its final state is stored too, unless the disk is so full that even
+    // that fails; then it is stored once space is back.
+    for _ in 0..100 {
+        if app.execution(&execution).await["status"] != "RUNNING" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Space again: the server recovers by itself.
+    std::fs::remove_file(&ballast).unwrap();
+    let events: Vec<Value> =
+        subscriber.await.unwrap().expect("the subscription completes").into_iter().map(Result::unwrap).collect();
     let delivered = crate::helpers::seqs(&events);
     let last = final_status(&events);
     assert_eq!(last["status"], "FAILED", "{last}");
@@ -400,11 +426,6 @@ async fn a_full_disk_loses_nothing_that_was_delivered() {
     assert_eq!(stored["messageCount"].as_i64().unwrap(), delivered.len() as i64, "delivered = stored: {stored}");
     let replay = app.events(&execution, 0).await.unwrap();
     assert_eq!(crate::helpers::seqs(&replay), delivered, "a replay says the same");
-    let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
-    assert_eq!(ready.status(), 503, "not ready while the store takes no writes");
-
-    // Space again: the server recovers by itself.
-    std::fs::remove_file(&ballast).unwrap();
     let (next, _) = app.start(json!({ "workspaceId": workspace, "prompt": "hi" })).await;
     assert_eq!(app.wait_finished(&next).await["status"], "COMPLETED");
     let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
