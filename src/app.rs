@@ -85,7 +85,7 @@ impl App {
                     .unwrap_or(std::num::NonZeroU32::MIN),
                 max_active_per_user: config.max_active_executions_per_user,
                 permission_timeout: config.permission_timeout,
-                policy: crate::graphql::mutation::tool_policy(&config),
+                policy: crate::claude::policy::ToolPolicy::from_config(&config),
                 roots: crate::paths::WorkspaceRoots::new(config.workspace_roots.clone()),
                 stall_after: config.stall_after,
                 runner: Runner {

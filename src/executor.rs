@@ -167,16 +167,22 @@ impl Executor {
     pub async fn recover(&self) -> AppResult<usize> {
         let stale = db::executions::unfinished(&self.inner.db, &self.inner.replica_id).await?;
         for e in &stale {
-            // Whatever of the run outlived its server (a tool's background
-            // job, the whole tree if the server was killed) goes first.
-            crate::claude::sandbox::kill_leftovers(&e.id.to_string()).await;
-            let finish = failure(&ClaudeError::Interrupted, None);
-            db::executions::finish(&self.inner.db, e.id, e.session_id, finish).await?;
+            self.finish_abandoned(e).await?;
         }
         if !stale.is_empty() {
             info!(count = stale.len(), "marked interrupted runs of a previous server as FAILED");
         }
         Ok(stale.len())
+    }
+
+    /// What clients may grant on this server.
+    pub fn policy(&self) -> &ToolPolicy {
+        &self.inner.policy
+    }
+
+    /// Where workspaces may be registered.
+    pub fn roots(&self) -> &WorkspaceRoots {
+        &self.inner.roots
     }
 
     /// Takes (or renews) this server's lease, valid for `lease`.
@@ -235,12 +241,20 @@ impl Executor {
     pub async fn finish_orphans(&self) -> AppResult<usize> {
         let orphans = db::replicas::orphaned_runs(&self.inner.db, &self.inner.replica_id).await?;
         for e in &orphans {
-            crate::claude::sandbox::kill_leftovers(&e.id.to_string()).await;
-            let finish = failure(&ClaudeError::Interrupted, None);
-            db::executions::finish(&self.inner.db, e.id, e.session_id, finish).await?;
+            self.finish_abandoned(e).await?;
             info!(execution_id = %e.id, replica = ?e.replica_id, "finished a run whose server is gone");
         }
         Ok(orphans.len())
+    }
+
+    /// Finishes a run whose server is gone (FAILED / INTERRUPTED), after
+    /// killing whatever of it outlived that server (a tool's background
+    /// job, the whole tree if the server was killed).
+    async fn finish_abandoned(&self, e: &execution::Model) -> AppResult<()> {
+        crate::claude::sandbox::kill_leftovers(&e.id.to_string()).await;
+        let finish = failure(&ClaudeError::Interrupted, None);
+        db::executions::finish(&self.inner.db, e.id, e.session_id, finish).await?;
+        Ok(())
     }
 
     /// Creates the execution (and a session if none is given), queues it,

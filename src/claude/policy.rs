@@ -37,6 +37,11 @@ pub struct Rule<'a> {
 }
 
 impl ToolPolicy {
+    /// The operator's limits, as configured.
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        Self { grantable: config.grantable_tools.clone(), allow_bypass: config.allow_bypass_permissions }
+    }
+
     /// Checks `allowedTools` values; the error names the offending value.
     pub fn check_allowed_tools(&self, tools: &[String]) -> Result<(), String> {
         for value in tools {

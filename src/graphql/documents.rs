@@ -41,9 +41,10 @@ struct Persisted {
 
 /// A request ready for the engine.
 pub struct Prepared {
+    /// The request, without its document (see `into_request`).
     pub request: Request,
-    /// The document, when it parsed (the request carries it too). A text
-    /// that does not parse is left to the engine, which says why.
+    /// The document, when it parsed. A text that does not parse is left to
+    /// the engine, which says why.
     pub document: Option<ExecutableDocument>,
     /// A persisted query to remember once the request has validated.
     remember: Option<Remember>,
@@ -82,10 +83,7 @@ impl Documents {
             return Err(bad_input(format!("the document has more than {} tokens", self.max_tokens)));
         }
         let document = parse(&text).await;
-        let mut request = super::request(Some(text), operation_name, variables, extensions);
-        if let Some(document) = &document {
-            request.set_parsed_query(document.clone());
-        }
+        let request = super::request(Some(text), operation_name, variables, extensions);
         Ok(Prepared { request, document, remember })
     }
 
@@ -139,6 +137,16 @@ impl Documents {
 }
 
 impl Prepared {
+    /// The request for the engine, carrying the parsed document (moved,
+    /// not parsed again).
+    pub fn into_request(self) -> Request {
+        let mut request = self.request;
+        if let Some(document) = self.document {
+            request.set_parsed_query(document);
+        }
+        request
+    }
+
     /// The persisted query to hand to [`Documents::settle`] after the run.
     pub fn take_remember(&mut self) -> Option<Remember> {
         self.remember.take()
@@ -156,9 +164,7 @@ async fn parse(text: &str) -> Option<ExecutableDocument> {
 }
 
 fn bad_input(message: impl Into<String>) -> ServerError {
-    let mut error = ServerError::new(message, None);
-    error.extensions.get_or_insert_with(Default::default).set("code", "BAD_USER_INPUT");
-    error
+    super::errors::coded(message, "BAD_USER_INPUT")
 }
 
 /// The number of lexical tokens in `text` (names, numbers, strings,

@@ -56,6 +56,23 @@ fn trace_id(ctx: &ExtensionContext<'_>) -> Option<String> {
     ctx.data_opt::<TraceId>().map(|t| t.0.clone())
 }
 
+/// An error with its `code` set (the codes of SPEC's list).
+pub fn coded(message: impl Into<String>, code: &'static str) -> ServerError {
+    let mut error = ServerError::new(message, None);
+    error.extensions.get_or_insert_with(Default::default).set("code", code);
+    error
+}
+
+/// The body that replaces a response larger than `max` bytes, shaped.
+pub fn too_large(max: usize, trace_id: &str) -> serde_json::Value {
+    let mut errors = vec![coded(
+        format!("the response is larger than the {max} bytes allowed; ask for fewer fields or smaller pages"),
+        "BAD_USER_INPUT",
+    )];
+    shape(&mut errors, Some(trace_id.to_owned()));
+    serde_json::json!({ "data": null, "errors": errors })
+}
+
 /// Sets `traceId` on every error.
 pub fn set_trace_id(errors: &mut [ServerError], trace_id: &str) {
     for e in errors {

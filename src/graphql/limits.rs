@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_graphql::{
     extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery},
     parser::types::{ExecutableDocument, Selection, SelectionSet},
-    Positioned, ServerError, ServerResult, Variables,
+    Positioned, ServerResult, Variables,
 };
 
 /// Refuses documents with more than `max` aliased fields (aliases are how
@@ -34,10 +34,8 @@ impl Extension for AliasLimit {
         let aliases: usize = document.operations.iter().map(|(_, op)| count(&op.node.selection_set)).sum::<usize>()
             + document.fragments.values().map(|f| count(&f.node.selection_set)).sum::<usize>();
         if aliases > self.max {
-            let mut error =
-                ServerError::new(format!("the document has {aliases} aliases; at most {} are allowed", self.max), None);
-            error.extensions.get_or_insert_with(Default::default).set("code", "BAD_USER_INPUT");
-            return Err(error);
+            let message = format!("the document has {aliases} aliases; at most {} are allowed", self.max);
+            return Err(super::errors::coded(message, "BAD_USER_INPUT"));
         }
         Ok(document)
     }

@@ -5,11 +5,9 @@ use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
 use super::types::{parse_id, state, viewer, Execution, Json, PermissionRequest, Session, Workspace};
 use crate::{
     claude::{policy::ToolPolicy, RunOptions},
-    config::Config,
     db,
     error::{AppError, AppResult, Gql},
     executor::{PermissionAnswer, StartRequest},
-    paths::WorkspaceRoots,
 };
 
 /// Limits on what a client may send.
@@ -108,7 +106,7 @@ impl MutationRoot {
         if name.is_empty() || name.len() > MAX_NAME {
             return Err(AppError::bad_input("name", format!("`name` must be 1 to {MAX_NAME} characters"))).gql();
         }
-        let path = WorkspaceRoots::new(state.config.workspace_roots.clone()).resolve_new(&input.path, owner).gql()?;
+        let path = state.executor.roots().resolve_new(&input.path, owner).gql()?;
         let new = db::workspaces::NewWorkspace {
             owner,
             name,
@@ -144,7 +142,7 @@ impl MutationRoot {
         input: StartExecutionInput,
     ) -> async_graphql::Result<StartExecutionPayload> {
         let state = state(ctx)?;
-        let request = start_request(&state.config, input).gql()?;
+        let request = start_request(state.executor.policy(), input).gql()?;
         let (execution, session) = state.executor.start(&viewer(ctx)?.sub, request).await.gql()?;
         Ok(StartExecutionPayload { execution: Execution(execution), session: Session(session) })
     }
@@ -242,13 +240,8 @@ impl MutationRoot {
     }
 }
 
-/// The operator's limits on what clients may grant.
-pub fn tool_policy(config: &Config) -> ToolPolicy {
-    ToolPolicy { grantable: config.grantable_tools.clone(), allow_bypass: config.allow_bypass_permissions }
-}
-
 /// Checks every field of a start request.
-fn start_request(config: &Config, input: StartExecutionInput) -> AppResult<StartRequest> {
+fn start_request(policy: &ToolPolicy, input: StartExecutionInput) -> AppResult<StartRequest> {
     let workspace_id = parse_id(&input.workspace_id, "workspaceId")?;
     let session_id = input.session_id.as_ref().map(|id| parse_id(id, "sessionId")).transpose()?;
     // NUL cannot be stored (PostgreSQL text) nor passed in argv.
@@ -281,7 +274,6 @@ fn start_request(config: &Config, input: StartExecutionInput) -> AppResult<Start
     if input.max_turns.is_some_and(|n| n < 1) {
         return Err(AppError::bad_input("maxTurns", "`maxTurns` must be at least 1"));
     }
-    let policy = tool_policy(config);
     if let Some(tools) = &input.allowed_tools {
         policy.check_allowed_tools(tools).map_err(|why| AppError::bad_input("allowedTools", why))?;
     }

@@ -24,7 +24,7 @@ use serde_json::{Map, Value};
 use super::{router::HttpState, trace_id};
 use crate::graphql::{
     documents::{Params, Prepared},
-    errors::{is_request_error, set_trace_id, shape},
+    errors::{is_request_error, set_trace_id, shape, too_large},
     loaders::Loaders,
     types::Unauthenticated,
 };
@@ -198,7 +198,7 @@ pub async fn graphql_http(
         return response;
     }
     let remember = prepared.take_remember();
-    let mut request = prepared.request.data(trace.clone());
+    let mut request = prepared.into_request().data(trace.clone());
     let credentials = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     request = match http.auth.authenticate(credentials) {
         Ok(viewer) => request.data(Loaders::new(http.state.db.clone(), &viewer.sub)).data(viewer),
@@ -208,17 +208,7 @@ pub async fn graphql_http(
     http.documents.settle(remember, !is_request_error(&response));
     let mut http_response = graphql_response(media, response, &trace.0);
     if http_response.body().size_hint().exact().is_some_and(|n| n > http.max_response_bytes as u64) {
-        let error = ServerError::new(
-            format!(
-                "the response is larger than the {} bytes allowed; ask for fewer fields or smaller pages",
-                http.max_response_bytes
-            ),
-            None,
-        );
-        let mut errors = vec![error];
-        errors[0].extensions.get_or_insert_with(Default::default).set("code", "BAD_USER_INPUT");
-        shape(&mut errors, Some(trace.0.clone()));
-        http_response = json_response(StatusCode::OK, media, &serde_json::json!({ "data": null, "errors": errors }));
+        http_response = json_response(StatusCode::OK, media, &too_large(http.max_response_bytes, &trace.0));
     }
     http_response
 }

@@ -17,7 +17,7 @@ use std::{
 
 use async_graphql::{
     parser::types::{ExecutableDocument, OperationType, Selection},
-    Data, Request, Response, ServerError,
+    Data, Request, Response,
 };
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::{stream, FutureExt, SinkExt, Stream, StreamExt};
@@ -417,11 +417,9 @@ impl Connection {
             return Err(Close(close::DUPLICATE_ID, format!("Subscriber for {id} already exists")));
         }
         if self.operations.len() >= self.settings.max_operations {
-            let mut errors = vec![ServerError::new(
-                format!("at most {} operations may run at once on one connection", self.settings.max_operations),
-                None,
-            )];
-            errors[0].extensions.get_or_insert_with(Default::default).set("code", "RATE_LIMITED");
+            let message =
+                format!("at most {} operations may run at once on one connection", self.settings.max_operations);
+            let mut errors = vec![crate::graphql::errors::coded(message, "RATE_LIMITED")];
             crate::graphql::errors::shape(&mut errors, Some(self.trace.0.clone()));
             return self.send(json!({ "type": "error", "id": id, "payload": errors })).await;
         }
@@ -448,7 +446,7 @@ impl Connection {
                     .as_ref()
                     .and_then(|d| crate::graphql::selected_operation(d, prepared.request.operation_name.as_deref()))
                     .is_some_and(|op| op.node.ty == OperationType::Subscription);
-                let responses = self.http.schema.execute_stream_with_session_data(prepared.request, session);
+                let responses = self.http.schema.execute_stream_with_session_data(prepared.into_request(), session);
                 let responses: Pin<Box<dyn Stream<Item = Response> + Send>> = if subscription {
                     Box::pin(responses)
                 } else {
@@ -484,11 +482,11 @@ async fn events_operation(
         query: prepared.request.query.clone(),
         operation_name: prepared.request.operation_name.clone(),
         variables: prepared.request.variables.clone(),
-        document: prepared.document,
+        document: prepared.document.clone(),
     };
     let responses: Vec<Response> = http
         .schema
-        .execute_stream_with_session_data(prepared.request.data(probe.clone()), session.clone())
+        .execute_stream_with_session_data(prepared.into_request().data(probe.clone()), session.clone())
         .collect()
         .await;
     let checked = probe.0.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -537,13 +535,7 @@ impl Connection {
         let mut payload = serde_json::to_string(&response).unwrap_or_else(|_| "null".into());
         let max = self.http.max_response_bytes;
         if payload.len() > max {
-            let mut errors = vec![ServerError::new(
-                format!("the response is larger than the {max} bytes allowed; ask for fewer fields or smaller pages"),
-                None,
-            )];
-            errors[0].extensions.get_or_insert_with(Default::default).set("code", "BAD_USER_INPUT");
-            crate::graphql::errors::shape(&mut errors, Some(self.trace.0.clone()));
-            payload = json!({ "data": null, "errors": errors }).to_string();
+            payload = crate::graphql::errors::too_large(max, &self.trace.0).to_string();
         }
         let id = Value::String(id).to_string();
         self.feed_text(format!("{{\"type\":\"{kind}\",\"id\":{id},\"payload\":{payload}}}")).await

@@ -11,7 +11,7 @@ use tokio_tungstenite::tungstenite::{client::IntoClientRequest, http::HeaderValu
 
 use crate::helpers::{spawn_with, Db, TestApp, EVENTS_SUBSCRIPTION};
 
-pub const SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256";
+pub const SECRET: &str = crate::helpers::JWT_SECRET;
 
 pub fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()

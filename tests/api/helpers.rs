@@ -16,6 +16,9 @@ use tokio_util::sync::CancellationToken;
 
 pub const FAKE_CLAUDE: &str = env!("CARGO_BIN_EXE_fake-claude");
 
+/// The secret of the tests' JWT-mode servers.
+pub const JWT_SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256";
+
 /// Which database a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Db {
@@ -296,5 +299,84 @@ pub fn process_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => !stat.rsplit(')').next().unwrap_or_default().trim_start().starts_with('Z'),
         Err(_) => false,
+    }
+}
+
+/// The real server binary, with its secrets in its environment as an
+/// operator would pass them; stopped when dropped.
+pub struct ServerProcess {
+    pub child: std::process::Child,
+    pub addr: String,
+    /// Its workspace root (and where its database is).
+    pub root: PathBuf,
+}
+
+impl ServerProcess {
+    pub fn start(dir: &std::path::Path) -> ServerProcess {
+        Self::start_with(dir, &[])
+    }
+
+    /// With more environment (e.g. `REPLICA_ID`).
+    pub fn start_with(dir: &std::path::Path, env: &[(&str, &str)]) -> ServerProcess {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_claude-graphql"))
+            .envs(env.iter().copied())
+            .env("JWT_SECRET", JWT_SECRET)
+            .env("JWT_AUDIENCE", "claude-graphql")
+            .env("DATABASE_URL", format!("sqlite://{}/server.db?mode=rwc", dir.display()))
+            .env("WORKSPACE_ROOTS", dir)
+            .env("CLAUDE_BIN", FAKE_CLAUDE)
+            .env("BIND_ADDR", "127.0.0.1:0")
+            .env("LOG_FORMAT", "json")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut lines = stderr.lines();
+        let addr = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find_map(|line| {
+                let v: Value = serde_json::from_str(&line).ok()?;
+                (v["fields"]["message"] == "listening").then(|| v["fields"]["address"].as_str().unwrap().to_owned())
+            })
+            .expect("the server logs its address");
+        // Keep draining its log so it never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        ServerProcess { child, addr, root: dir.to_owned() }
+    }
+}
+
+impl ServerProcess {
+    /// A workspace of `token`'s user on a new directory `name` (with a
+    /// stand-in log) under `dir`, the server's root: (id, path).
+    pub async fn workspace(&self, token: &str, name: &str) -> (String, PathBuf) {
+        let path = self.root.join(name);
+        std::fs::create_dir_all(path.join(".fake-claude")).unwrap();
+        let query = "mutation($p: String!) { createWorkspace(input: {name: \"w\", path: $p}) { id } }";
+        let created = self.gql(token, query, json!({ "p": path })).await;
+        let id = created["data"]["createWorkspace"]["id"].as_str().unwrap_or_else(|| panic!("{created}")).to_owned();
+        (id, path)
+    }
+
+    /// A GraphQL request as `token`'s user.
+    pub async fn gql(&self, token: &str, query: &str, variables: Value) -> Value {
+        reqwest::Client::new()
+            .post(format!("http://{}/graphql", self.addr))
+            .bearer_auth(token)
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::SIGTERM);
+        let _ = self.child.wait();
     }
 }

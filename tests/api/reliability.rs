@@ -148,20 +148,11 @@ async fn nothing_of_a_run_outlives_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_server_leaves_no_run_behind() {
-    use crate::security::ServerProcess;
+    use crate::helpers::ServerProcess;
     let dir = tempfile::tempdir().unwrap();
     let alice = crate::auth::token_for("alice");
-    let workspace = dir.path().join("w");
-    std::fs::create_dir_all(workspace.join(".fake-claude")).unwrap();
     let mut server = ServerProcess::start(dir.path());
-    let created = server
-        .gql(
-            &alice,
-            "mutation($p: String!) { createWorkspace(input: {name: \"w\", path: $p}) { id } }",
-            json!({ "p": workspace }),
-        )
-        .await;
-    let id = created["data"]["createWorkspace"]["id"].as_str().unwrap().to_owned();
+    let (id, workspace) = server.workspace(&alice, "w").await;
     let started = server
         .gql(
             &alice,
@@ -253,20 +244,11 @@ async fn a_stopping_server_delivers_everything_then_says_goodbye(mut app: TestAp
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_runs_of_a_gone_replica_are_finished_by_another() {
-    use crate::security::ServerProcess;
+    use crate::helpers::ServerProcess;
     let dir = tempfile::tempdir().unwrap();
     let alice = crate::auth::token_for("alice");
-    let workspace = dir.path().join("w");
-    std::fs::create_dir_all(&workspace).unwrap();
     let mut first = ServerProcess::start_with(dir.path(), &[("REPLICA_ID", "first"), ("REPLICA_LEASE", "1s")]);
-    let created = first
-        .gql(
-            &alice,
-            "mutation($p: String!) { createWorkspace(input: {name: \"w\", path: $p}) { id } }",
-            json!({ "p": workspace }),
-        )
-        .await;
-    let id = created["data"]["createWorkspace"]["id"].as_str().unwrap().to_owned();
+    let (id, _) = first.workspace(&alice, "w").await;
     let start = "mutation($w: ID!, $s: ID) { startExecution(input: {workspaceId: $w, sessionId: $s, prompt: \"fake: hang\"}) { execution { id status } session { id } } }";
     let started = first.gql(&alice, start, json!({ "w": id })).await;
     let execution = started["data"]["startExecution"]["execution"]["id"].as_str().unwrap().to_owned();

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::{
     auth::{as_user, code, now, secured, token, token_for, SECRET},
-    helpers::{spawn_with, Db, TestApp, EVENTS_SUBSCRIPTION},
+    helpers::{spawn_with, Db, ServerProcess, TestApp, EVENTS_SUBSCRIPTION},
     on_every_db,
     ws::{closed, connect, send},
 };
@@ -145,96 +145,13 @@ async fn permission_answers_grant_only_what_may_be_granted() {
     assert_eq!(sent[0]["destination"], "session", "the CLI suggested localSettings: {sent}");
 }
 
-/// The real server binary, with its secrets in its environment as an
-/// operator would pass them; stopped when dropped.
-pub struct ServerProcess {
-    pub child: std::process::Child,
-    pub addr: String,
-}
-
-impl ServerProcess {
-    pub fn start(dir: &Path) -> ServerProcess {
-        Self::start_with(dir, &[])
-    }
-
-    /// With more environment (e.g. `REPLICA_ID`).
-    pub fn start_with(dir: &Path, env: &[(&str, &str)]) -> ServerProcess {
-        use std::io::BufRead;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_claude-graphql"))
-            .envs(env.iter().copied())
-            .env("JWT_SECRET", SECRET)
-            .env("JWT_AUDIENCE", "claude-graphql")
-            .env("DATABASE_URL", format!("sqlite://{}/server.db?mode=rwc", dir.display()))
-            .env("WORKSPACE_ROOTS", dir)
-            .env("CLAUDE_BIN", crate::helpers::FAKE_CLAUDE)
-            .env("BIND_ADDR", "127.0.0.1:0")
-            .env("LOG_FORMAT", "json")
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-        let mut lines = stderr.lines();
-        let addr = lines
-            .by_ref()
-            .map_while(Result::ok)
-            .find_map(|line| {
-                let v: Value = serde_json::from_str(&line).ok()?;
-                (v["fields"]["message"] == "listening").then(|| v["fields"]["address"].as_str().unwrap().to_owned())
-            })
-            .expect("the server logs its address");
-        // Keep draining its log so it never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        ServerProcess { child, addr }
-    }
-}
-
-impl ServerProcess {
-    /// A GraphQL request as `token`'s user.
-    pub async fn gql(&self, token: &str, query: &str, variables: Value) -> Value {
-        reqwest::Client::new()
-            .post(format!("http://{}/graphql", self.addr))
-            .bearer_auth(token)
-            .json(&json!({ "query": query, "variables": variables }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::SIGTERM);
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_claude_cannot_read_the_servers_secrets() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(dir.path());
-    let workspace = dir.path().join("w");
-    std::fs::create_dir_all(workspace.join(".fake-claude")).unwrap();
-    let http = reqwest::Client::new();
     let alice = token_for("alice");
-    let gql = |query: &'static str, variables: Value| {
-        let request = http.post(format!("http://{}/graphql", server.addr)).bearer_auth(&alice);
-        async move {
-            let response: Value = request
-                .json(&json!({ "query": query, "variables": variables }))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            response
-        }
-    };
-    let created = gql(CREATE, json!({ "p": workspace })).await;
-    let id = created["data"]["createWorkspace"]["id"].as_str().unwrap_or_else(|| panic!("{created}")).to_owned();
+    let (id, workspace) = server.workspace(&alice, "w").await;
+    let gql = |query: &'static str, variables: Value| server.gql(&alice, query, variables);
     let started = gql(START, json!({ "input": { "workspaceId": id, "prompt": "hi" } })).await;
     let execution = started["data"]["startExecution"]["execution"]["id"].as_str().unwrap().to_owned();
     for _ in 0..400 {
