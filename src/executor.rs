@@ -302,6 +302,9 @@ impl Executor {
         let _admission = self.inner.admission.lock().await;
         let txn = db.begin().await.map_err(db::DbError::from)?;
         db::lock_for(&txn, &format!("admission:{owner}")).await?;
+        // Deletions take the same lock: the workspace (and the session,
+        // checked by its claim below) are still there.
+        db::workspaces::get(&txn, owner, workspace.id).await?.ok_or(AppError::NotFound("workspace"))?;
         if db::executions::count_active(&txn, owner).await? >= self.inner.max_active_per_user {
             return Err(AppError::RateLimited {
                 message: format!(
@@ -317,14 +320,15 @@ impl Executor {
                     let now = db::sessions::find(&txn, session.id).await?;
                     return Err(match now {
                         Some(s) if s.status == db::sessions::CLOSED => AppError::SessionClosed(s.id.to_string()),
-                        _ => AppError::SessionBusy(session.id.to_string()),
+                        Some(_) => AppError::SessionBusy(session.id.to_string()),
+                        None => AppError::NotFound("session"),
                     });
                 }
                 // Read after the claim: the previous run may have recorded
                 // Claude's session id (to resume) in the meantime.
                 db::sessions::find(&txn, session.id).await?.unwrap_or(session)
             }
-            None => db::sessions::create(&txn, workspace.id, execution_id).await?,
+            None => db::sessions::create(&txn, workspace.id, execution_id, &req.prompt).await?,
         };
         let execution = db::executions::create(
             &txn,

@@ -36,6 +36,8 @@ pub struct Model {
     /// Since when `claude` has written nothing (while it runs), if it has
     /// been quiet for longer than the server's stall threshold.
     pub stalled_since: Option<DateTimeUtc>,
+    /// The model the run used, as its `init` line reported it.
+    pub model: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -20,6 +20,9 @@ pub struct Model {
     pub total_cost_usd: f64,
     pub created_at: DateTimeUtc,
     pub last_activity_at: DateTimeUtc,
+    /// A title the user gave it (`renameSession`); without one, the
+    /// session is titled by its first prompt.
+    pub title: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

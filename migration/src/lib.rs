@@ -7,6 +7,7 @@ mod m20261125_000002_permission_requests;
 mod m20261201_000003_workspace_path_index;
 mod m20261201_000004_replica_leases;
 mod m20261201_000005_execution_stalled_since;
+mod m20261201_000006_model_and_title;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000003_workspace_path_index::Migration),
             Box::new(m20261201_000004_replica_leases::Migration),
             Box::new(m20261201_000005_execution_stalled_since::Migration),
+            Box::new(m20261201_000006_model_and_title::Migration),
         ]
     }
 }

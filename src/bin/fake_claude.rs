@@ -413,7 +413,16 @@ impl Turn {
     fn ask_permission(&self, tool: &str, model: &str, message_uuid: Option<&str>) -> Option<i32> {
         let tool_use_id = format!("toolu_fake_{}", Uuid::new_v4().simple());
         let request_id = Uuid::new_v4().to_string();
-        let input = json!({ "command": "touch created.txt", "description": "Create a file" });
+        let input = match tool {
+            // The shapes of the CLI's own interactive tools.
+            "AskUserQuestion" => json!({ "questions": [
+                {"question": "Which color should the button be?", "header": "Color", "multiSelect": false,
+                 "options": [{"label": "Red", "description": "Warm"}, {"label": "Blue", "description": "Cool"}]},
+                {"question": "Which sizes?", "header": "Sizes", "multiSelect": true,
+                 "options": [{"label": "Small", "description": "S"}, {"label": "Large", "description": "L"}]}] }),
+            "ExitPlanMode" => json!({ "plan": "1. Read the code\n2. Fix the bug" }),
+            _ => json!({ "command": "touch created.txt", "description": "Create a file" }),
+        };
         self.out.line(&json!({
             "type": "assistant",
             "message": {"id": format!("msg_fake_{}", Uuid::new_v4().simple()), "type": "message", "role": "assistant", "model": model,
@@ -449,8 +458,13 @@ impl Turn {
         };
         let decision = &answer["response"]["response"];
         let (content, is_error) = if answer["response"]["subtype"] == "success" && decision["behavior"] == "allow" {
-            let command = decision["updatedInput"]["command"].as_str().unwrap_or("touch created.txt");
-            (format!("ran: {command}"), false)
+            match decision["updatedInput"].get("answers") {
+                Some(answers) => (format!("User has answered your questions: {answers}"), false),
+                None => {
+                    let command = decision["updatedInput"]["command"].as_str().unwrap_or("touch created.txt");
+                    (format!("ran: {command}"), false)
+                }
+            }
         } else if answer["response"]["subtype"] == "success" && decision["behavior"] == "deny" {
             (decision["message"].as_str().unwrap_or("denied").to_owned(), true)
         } else {

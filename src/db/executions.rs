@@ -50,6 +50,7 @@ pub async fn create(db: &impl ConnectionTrait, new: NewExecution) -> DbResult<ex
         started_at: Set(None),
         finished_at: Set(None),
         stalled_since: Set(None),
+        model: Set(None),
     };
     Ok(model.insert(db).await?)
 }
@@ -102,16 +103,19 @@ pub async fn mark_running(db: &DatabaseConnection, id: Uuid) -> DbResult<bool> {
     Ok(updated.rows_affected == 1)
 }
 
-/// Records Claude's session id on the execution and on its session (the
-/// id later runs of the session resume).
-pub async fn set_claude_session_id(
+/// Records what a run's first `init` line says: Claude's session id (on
+/// the execution and on its session: the id later runs of the session
+/// resume) and the model.
+pub async fn record_init(
     db: &DatabaseConnection,
     id: Uuid,
     session_id: Uuid,
     claude_session_id: &str,
+    model: Option<&str>,
 ) -> DbResult<()> {
     execution::Entity::update_many()
         .col_expr(execution::Column::ClaudeSessionId, Expr::value(claude_session_id))
+        .col_expr(execution::Column::Model, Expr::value(model))
         .filter(execution::Column::Id.eq(id))
         .exec(db)
         .await?;
@@ -196,4 +200,94 @@ pub async fn unfinished(db: &DatabaseConnection, replica_id: &str) -> DbResult<V
         .filter(execution::Column::ReplicaId.eq(replica_id))
         .all(db)
         .await?)
+}
+
+/// Which of an owner's executions a listing or a total covers.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub statuses: Vec<&'static str>,
+    pub workspace_id: Option<Uuid>,
+    pub session_id: Option<Uuid>,
+    /// Created at or after.
+    pub since: Option<chrono::DateTime<Utc>>,
+    /// Created before.
+    pub until: Option<chrono::DateTime<Utc>>,
+}
+
+impl Filter {
+    /// The filter as a condition. Ids are UUIDv7, ordered by creation time,
+    /// so the time bounds become id bounds and use the primary key.
+    fn condition(&self, owner: &str) -> sea_orm::Condition {
+        let mut condition = sea_orm::Condition::all()
+            .add(execution::Column::WorkspaceId.in_subquery(super::workspaces::owned_by(owner)));
+        if !self.statuses.is_empty() {
+            condition = condition.add(execution::Column::Status.is_in(self.statuses.iter().copied()));
+        }
+        if let Some(id) = self.workspace_id {
+            condition = condition.add(execution::Column::WorkspaceId.eq(id));
+        }
+        if let Some(id) = self.session_id {
+            condition = condition.add(execution::Column::SessionId.eq(id));
+        }
+        if let Some(since) = self.since {
+            condition = condition.add(execution::Column::Id.gte(first_id_at(since)));
+        }
+        if let Some(until) = self.until {
+            condition = condition.add(execution::Column::Id.lt(first_id_at(until)));
+        }
+        condition
+    }
+}
+
+/// The smallest UUIDv7 of a moment: every id made at or after it is
+/// greater or equal.
+fn first_id_at(at: chrono::DateTime<Utc>) -> Uuid {
+    let millis = at.timestamp_millis().max(0) as u64;
+    let mut bytes = [0u8; 16];
+    bytes[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
+    bytes[6] = 0x70; // version 7
+    bytes[8] = 0x80; // RFC 4122 variant
+    Uuid::from_bytes(bytes)
+}
+
+/// One page of an owner's executions across workspaces, newest first
+/// (`limit + 1` rows).
+pub async fn search(
+    db: &impl ConnectionTrait,
+    owner: &str,
+    filter: &Filter,
+    limit: u64,
+    before: Option<Uuid>,
+) -> DbResult<Vec<execution::Model>> {
+    let mut query = execution::Entity::find().filter(filter.condition(owner));
+    if let Some(before) = before {
+        query = query.filter(execution::Column::Id.lt(before));
+    }
+    Ok(query.order_by_desc(execution::Column::Id).limit(limit + 1).all(db).await?)
+}
+
+/// Totals over the executions a filter covers.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Totals {
+    pub executions: i64,
+    pub cost_usd: f64,
+    pub turns: i64,
+    pub messages: i64,
+}
+
+pub async fn totals(db: &impl ConnectionTrait, owner: &str, filter: &Filter) -> DbResult<Totals> {
+    use sea_orm::sea_query::Expr;
+    type Row = (i64, Option<f64>, Option<i64>, Option<i64>);
+    let row: Option<Row> = execution::Entity::find()
+        .select_only()
+        .column_as(Expr::col(execution::Column::Id).count(), "executions")
+        .column_as(Expr::col(execution::Column::CostUsd).sum(), "cost")
+        .column_as(Expr::col(execution::Column::NumTurns).sum().cast_as("BIGINT"), "turns")
+        .column_as(Expr::col(execution::Column::MessageCount).sum().cast_as("BIGINT"), "messages")
+        .filter(filter.condition(owner))
+        .into_tuple()
+        .one(db)
+        .await?;
+    let (executions, cost, turns, messages) = row.unwrap_or_default();
+    Ok(Totals { executions, cost_usd: cost.unwrap_or(0.0), turns: turns.unwrap_or(0), messages: messages.unwrap_or(0) })
 }

@@ -6,6 +6,7 @@ pub mod batch;
 pub mod executions;
 pub mod messages;
 pub mod permissions;
+pub mod removal;
 pub mod replicas;
 pub mod sessions;
 pub mod signals;

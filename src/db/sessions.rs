@@ -10,8 +10,17 @@ use super::DbResult;
 pub const ACTIVE: &str = "ACTIVE";
 pub const CLOSED: &str = "CLOSED";
 
-/// A new ACTIVE session, already claimed by `execution_id`.
-pub async fn create(db: &impl ConnectionTrait, workspace_id: Uuid, execution_id: Uuid) -> DbResult<session::Model> {
+/// The longest title a session gets from its first prompt.
+pub const TITLE_CHARS: usize = 80;
+
+/// A new ACTIVE session, already claimed by `execution_id`, titled by the
+/// first line of its first prompt.
+pub async fn create(
+    db: &impl ConnectionTrait,
+    workspace_id: Uuid,
+    execution_id: Uuid,
+    prompt: &str,
+) -> DbResult<session::Model> {
     let now = Utc::now();
     let model = session::ActiveModel {
         id: Set(Uuid::now_v7()),
@@ -23,8 +32,29 @@ pub async fn create(db: &impl ConnectionTrait, workspace_id: Uuid, execution_id:
         total_cost_usd: Set(0.0),
         created_at: Set(now),
         last_activity_at: Set(now),
+        title: Set(Some(title_of(prompt))),
     };
     Ok(model.insert(db).await?)
+}
+
+/// A title from a prompt: its first non-blank line, shortened to
+/// [`TITLE_CHARS`] characters.
+pub fn title_of(prompt: &str) -> String {
+    let line = prompt.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or_default();
+    match line.char_indices().nth(TITLE_CHARS) {
+        Some((cut, _)) => format!("{}…", line[..cut].trim_end()),
+        None => line.to_owned(),
+    }
+}
+
+/// Renames a session.
+pub async fn rename(db: &impl ConnectionTrait, id: Uuid, title: &str) -> DbResult<()> {
+    session::Entity::update_many()
+        .col_expr(session::Column::Title, Expr::value(title))
+        .filter(session::Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    Ok(())
 }
 
 /// The session, if its workspace belongs to `owner`.

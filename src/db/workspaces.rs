@@ -139,3 +139,23 @@ async fn conflict(db: &impl ConnectionTrait, owner: &str, path: &str) -> DbResul
         None
     })
 }
+
+/// Changes a workspace's name and whether its runs ask first.
+pub async fn update(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    name: Option<&str>,
+    require_approval: Option<bool>,
+) -> DbResult<()> {
+    let mut update = workspace::Entity::update_many().filter(workspace::Column::Id.eq(id));
+    if let Some(name) = name {
+        update = update.col_expr(workspace::Column::Name, sea_orm::sea_query::Expr::value(name));
+    }
+    if let Some(require_approval) = require_approval {
+        update = update.col_expr(workspace::Column::RequireApproval, sea_orm::sea_query::Expr::value(require_approval));
+    }
+    if name.is_some() || require_approval.is_some() {
+        update.exec(db).await?;
+    }
+    Ok(())
+}

@@ -67,6 +67,11 @@ struct ApiMessage {
     id: Option<String>,
 }
 
+#[derive(Deserialize)]
+struct InitLine {
+    model: Option<String>,
+}
+
 impl Recorder {
     /// Consumes lines until the runner closes the channel. `on_store_failure`
     /// is called once if the store gives up, so the caller can stop the run.
@@ -210,7 +215,9 @@ impl Recorder {
             LineKind::Init if recorded.claude_session_id.is_none() => {
                 if let Some(id) = &line.session_id {
                     recorded.claude_session_id = Some(id.clone());
-                    let saved = db::executions::set_claude_session_id(&self.db, self.execution_id, self.session_id, id);
+                    let model = serde_json::from_str::<InitLine>(&line.payload).ok().and_then(|l| l.model);
+                    let saved =
+                        db::executions::record_init(&self.db, self.execution_id, self.session_id, id, model.as_deref());
                     if let Err(e) = saved.await {
                         warn!(error = %e, "could not record claude's session id");
                     }

@@ -52,3 +52,52 @@ fn count(set: &Positioned<SelectionSet>) -> usize {
         })
         .sum()
 }
+
+/// Serves descriptions with their paragraphs unwrapped. Doc comments are
+/// wrapped at 80 columns in the code; GraphiQL renders every newline as a
+/// break, so wrapped lines would show ragged in its docs. Only the
+/// introspection types' `description` fields are touched.
+pub struct UnwrappedDescriptions;
+
+impl ExtensionFactory for UnwrappedDescriptions {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(UnwrappedDescriptions)
+    }
+}
+
+#[async_trait::async_trait]
+impl Extension for UnwrappedDescriptions {
+    async fn resolve(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        info: async_graphql::extensions::ResolveInfo<'_>,
+        next: async_graphql::extensions::NextResolve<'_>,
+    ) -> ServerResult<Option<async_graphql::Value>> {
+        let introspected = info.name == "description" && info.parent_type.starts_with("__");
+        let value = next.run(ctx, info).await?;
+        Ok(match value {
+            Some(async_graphql::Value::String(text)) if introspected => Some(unwrap(&text).into()),
+            other => other,
+        })
+    }
+}
+
+/// Joins the lines of each paragraph; blank lines and list items start
+/// new lines.
+pub fn unwrap(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut previous_blank = true;
+    for line in text.lines().map(str::trim) {
+        let item = line.starts_with("- ") || line.starts_with("* ") || line.starts_with('|');
+        if line.is_empty() {
+            out.push_str("\n\n");
+        } else if previous_blank {
+            out.push_str(line);
+        } else {
+            out.push(if item { '\n' } else { ' ' });
+            out.push_str(line);
+        }
+        previous_blank = line.is_empty();
+    }
+    out.trim().to_owned()
+}

@@ -4,6 +4,7 @@ pub mod documents;
 pub mod errors;
 pub mod limits;
 pub mod loaders;
+pub mod management;
 pub mod mutation;
 pub mod query;
 pub mod subscription;
@@ -22,13 +23,14 @@ pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 /// The schema, with the server state reachable from every resolver.
 pub fn build_schema(state: Option<AppState>) -> AppSchema {
-    let mut builder = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot).extension(errors::ErrorShape);
+    let mut builder = Schema::build(QueryRoot, MutationRoot::default(), SubscriptionRoot).extension(errors::ErrorShape);
     if let Some(state) = state {
         let config = &state.config;
         builder = builder
             .limit_depth(config.max_query_depth)
             .limit_complexity(config.max_query_complexity)
             .extension(limits::AliasLimit { max: config.max_aliases })
+            .extension(limits::UnwrappedDescriptions)
             .data(state);
     }
     builder.finish()

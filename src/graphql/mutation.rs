@@ -1,8 +1,8 @@
 //! Mutation root: creating workspaces, starting and stopping runs.
 
-use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
+use async_graphql::{Context, InputObject, MergedObject, Object, SimpleObject, ID};
 
-use super::types::{parse_id, state, viewer, Execution, Json, PermissionRequest, Session, Workspace};
+use super::types::{parse_id, permission::QuestionAnswer, state, viewer, Execution, Json, PermissionRequest, Session};
 use crate::{
     claude::{policy::ToolPolicy, RunOptions},
     db,
@@ -11,22 +11,10 @@ use crate::{
 };
 
 /// Limits on what a client may send.
-const MAX_NAME: usize = 200;
+pub const MAX_NAME: usize = 200;
 const MAX_PROMPT: usize = 1024 * 1024;
 const MAX_SYSTEM_PROMPT: usize = 256 * 1024;
 const MAX_METADATA: usize = 64 * 1024;
-
-#[derive(InputObject)]
-pub struct CreateWorkspaceInput {
-    /// A name for people.
-    pub name: String,
-    /// An existing directory on the server (under a WORKSPACE_ROOTS entry
-    /// when those are set). Stored canonicalised.
-    pub path: String,
-    /// Runs here ask before using a tool, unless startExecution says
-    /// otherwise (default false).
-    pub require_approval: Option<bool>,
-}
 
 #[derive(InputObject)]
 pub struct StartExecutionInput {
@@ -87,51 +75,16 @@ pub struct SendMessagePayload {
     pub message_id: ID,
 }
 
+/// The mutations: runs (here) and workspaces and sessions (`management`).
+#[derive(MergedObject, Default)]
+#[graphql(name = "Mutation")]
+pub struct MutationRoot(super::management::ManagementMutation, RunMutation);
+
 #[derive(Default)]
-pub struct MutationRoot;
+pub struct RunMutation;
 
-#[Object(name = "Mutation")]
-impl MutationRoot {
-    /// Registers a directory as a workspace.
-    async fn create_workspace(
-        &self,
-        ctx: &Context<'_>,
-        input: CreateWorkspaceInput,
-    ) -> async_graphql::Result<Workspace> {
-        let state = state(ctx)?;
-        let owner = &viewer(ctx)?.sub;
-        let name = input.name.trim();
-        no_nul("name", &input.name).gql()?;
-        no_nul("path", &input.path).gql()?;
-        if name.is_empty() || name.len() > MAX_NAME {
-            return Err(AppError::bad_input("name", format!("`name` must be 1 to {MAX_NAME} characters"))).gql();
-        }
-        let path = state.executor.roots().resolve_new(&input.path, owner).gql()?;
-        let new = db::workspaces::NewWorkspace {
-            owner,
-            name,
-            path: &path,
-            require_approval: input.require_approval.unwrap_or(false),
-        };
-        let max = state.config.max_workspaces_per_user;
-        let registered = {
-            let _one_at_a_time = state.registrations.lock().await;
-            db::workspaces::register(&state.db, new, max).await.gql()?
-        };
-        let workspace = registered
-            .map_err(|refusal| match refusal {
-                db::workspaces::Refusal::Duplicate => {
-                    AppError::bad_input("path", "you already have a workspace on this directory")
-                }
-                db::workspaces::Refusal::Taken => AppError::bad_input("path", "this directory is not available"),
-                db::workspaces::Refusal::TooMany => {
-                    AppError::RateLimited { message: format!("at most {max} workspaces per user"), retry_after_ms: 0 }
-                }
-            })
-            .gql()?;
-        Ok(Workspace(workspace))
-    }
-
+#[Object]
+impl RunMutation {
     /// Starts Claude on a prompt. Returns at once; the execution is PENDING
     /// until a slot is free, then RUNNING. Watch it with `executionEvents`.
     /// A session runs one execution at a time: while one is pending or
@@ -197,7 +150,9 @@ impl MutationRoot {
     /// or one after it expired, is refused). ALLOW runs the tool, with
     /// `updatedInput` instead of the requested input when given, and
     /// `applySuggestion` (an index into `suggestions`) applied; DENY refuses
-    /// it, with `message` for Claude.
+    /// it, with `message` for Claude. A QUESTION is answered with ALLOW and
+    /// `answers` (one for each of its questions).
+    #[allow(clippy::too_many_arguments)]
     async fn answer_permission_request(
         &self,
         ctx: &Context<'_>,
@@ -206,8 +161,21 @@ impl MutationRoot {
         updated_input: Option<Json>,
         message: Option<String>,
         apply_suggestion: Option<i32>,
+        answers: Option<Vec<QuestionAnswer>>,
     ) -> async_graphql::Result<PermissionRequest> {
         let id = parse_id(&id, "id").gql()?;
+        let updated_input = match answers {
+            Some(answers) => {
+                if updated_input.is_some() || decision != PermissionDecision::Allow {
+                    let why = "`answers` goes with ALLOW and without `updatedInput`";
+                    return Err(AppError::bad_input("answers", why)).gql();
+                }
+                let request = db::permissions::get(&state(ctx)?.db, &viewer(ctx)?.sub, id).await.gql()?;
+                let request = PermissionRequest(request.ok_or(AppError::NotFound("permission request")).gql()?);
+                Some(Json(request.answered_with(&answers).gql()?))
+            }
+            None => updated_input,
+        };
         if let Some(message) = &message {
             no_nul("message", message).gql()?;
         }
@@ -229,14 +197,6 @@ impl MutationRoot {
         };
         let request = state(ctx)?.executor.answer_permission(&viewer(ctx)?.sub, id, answer).await.gql()?;
         Ok(PermissionRequest(request))
-    }
-
-    /// Closes a session: what runs in it is cancelled, and new executions
-    /// are refused with SESSION_CLOSED.
-    async fn close_session(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Session> {
-        let id = parse_id(&id, "id").gql()?;
-        let session = state(ctx)?.executor.close_session(&viewer(ctx)?.sub, id).await.gql()?;
-        Ok(Session(session))
     }
 }
 
@@ -318,7 +278,7 @@ fn start_request(policy: &ToolPolicy, input: StartExecutionInput) -> AppResult<S
 }
 
 /// Refuses a NUL character, which no store or argv can carry.
-fn no_nul(field: &str, value: &str) -> AppResult<()> {
+pub fn no_nul(field: &str, value: &str) -> AppResult<()> {
     if value.contains('\0') {
         return Err(AppError::bad_input(field, format!("`{field}` must not contain NUL characters")));
     }

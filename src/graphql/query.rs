@@ -2,9 +2,10 @@
 
 use async_graphql::{connection::Connection, Context, Object, ID};
 
+use super::types::node::{node_id, MAX_NODES};
 use super::types::{
-    owned_execution, page_cost, parse_id, state, viewer, Execution, LogEntry, PageArgs, PermissionRequest, Session,
-    SessionStatus, Workspace,
+    owned_execution, page_cost, parse_id, state, viewer, Execution, ExecutionFilter, LogEntry, Node, PageArgs,
+    PermissionRequest, Session, SessionStatus, Usage, Workspace,
 };
 use crate::{
     db,
@@ -102,6 +103,54 @@ impl QueryRoot {
         owned_execution(ctx, id).await?;
         let rows = db::permissions::of_execution(&state(ctx)?.db, id, true).await.gql()?;
         Ok(rows.into_iter().map(PermissionRequest).collect())
+    }
+
+    /// Anything of yours by its id (Relay's object identification), or null.
+    async fn node(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Node>> {
+        match node_id(&id) {
+            Some(id) => Node::find(ctx, id).await,
+            None => Ok(None),
+        }
+    }
+
+    /// `node` for several ids at once (at most 100), in their order.
+    #[graphql(complexity = "ids.len().saturating_mul(child_complexity)")]
+    async fn nodes(&self, ctx: &Context<'_>, ids: Vec<ID>) -> async_graphql::Result<Vec<Option<Node>>> {
+        if ids.len() > MAX_NODES {
+            return Err(AppError::bad_input("ids", format!("at most {MAX_NODES} ids"))).gql();
+        }
+        let mut found = Vec::with_capacity(ids.len());
+        for id in &ids {
+            found.push(match node_id(id) {
+                Some(id) => Node::find(ctx, id).await?,
+                None => None,
+            });
+        }
+        Ok(found)
+    }
+
+    /// Your executions across workspaces, newest first, optionally
+    /// filtered.
+    #[graphql(complexity = "page_cost(first, child_complexity)")]
+    async fn executions(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<ExecutionFilter>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, Execution>> {
+        let args = PageArgs::parse(first, after.as_deref()).gql()?;
+        let filter = filter.unwrap_or_default().to_db().gql()?;
+        let rows = db::executions::search(&state(ctx)?.db, &viewer(ctx)?.sub, &filter, args.limit, args.before);
+        Ok(super::types::page(rows.await.gql()?, args, |e| e.id, Execution))
+    }
+
+    /// What your executions (those the filter covers) added up to: counts
+    /// and cost.
+    async fn usage(&self, ctx: &Context<'_>, filter: Option<ExecutionFilter>) -> async_graphql::Result<Usage> {
+        let filter = filter.unwrap_or_default().to_db().gql()?;
+        let totals = db::executions::totals(&state(ctx)?.db, &viewer(ctx)?.sub, &filter).await.gql()?;
+        Ok(totals.into())
     }
 
     /// An execution of yours, or null.

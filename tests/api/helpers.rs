@@ -232,18 +232,29 @@ impl TestApp {
         execution_id: &str,
         after_seq: i64,
     ) -> Result<impl futures_util::Stream<Item = Result<Value>>> {
+        let variables = json!({ "id": execution_id, "after": after_seq });
+        self.subscription(EVENTS_SUBSCRIPTION, variables, "executionEvents").await
+    }
+
+    /// Any subscription over graphql-transport-ws; each item is the value of
+    /// its root `field`.
+    pub async fn subscription(
+        &self,
+        query: &str,
+        variables: Value,
+        field: &'static str,
+    ) -> Result<impl futures_util::Stream<Item = Result<Value>>> {
         let mut request = format!("ws://{}/graphql/ws", self.addr).into_client_request()?;
         request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static("graphql-transport-ws"));
         let (connection, _) = tokio_tungstenite::connect_async(request).await?;
-        let operation =
-            Operation { query: EVENTS_SUBSCRIPTION, variables: json!({ "id": execution_id, "after": after_seq }) };
+        let operation = Operation { query: query.to_owned(), variables };
         let stream = Client::build(connection).subscribe(operation).await?;
-        Ok(stream.map(|item| {
+        Ok(stream.map(move |item| {
             let payload = item.map_err(|e| anyhow!("{e}"))?;
             if let Some(errors) = payload.get("errors") {
                 return Err(anyhow!("subscription error: {errors}"));
             }
-            Ok(payload["data"]["executionEvents"].clone())
+            Ok(payload["data"][field].clone())
         }))
     }
 
@@ -269,7 +280,7 @@ pub const EVENTS_SUBSCRIPTION: &str =
 
 #[derive(Serialize)]
 struct Operation {
-    query: &'static str,
+    query: String,
     variables: Value,
 }
 

@@ -19,6 +19,7 @@ mod replicas;
 mod runs;
 mod security;
 mod transport;
+mod typed;
 mod ws;
 
 /// Generates, for each scenario `fn name(app: TestApp)`, a test on SQLite

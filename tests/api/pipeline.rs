@@ -16,7 +16,7 @@ async fn a_lagging_subscriber_catches_up_from_the_store() {
     let conn = db::connect(&format!("sqlite://{}/t.db?mode=rwc", dir.path().display())).await.unwrap();
     let workspace = db::workspaces::create(&conn, "me", "w", "/tmp", false).await.unwrap();
     let execution_id = Uuid::now_v7();
-    let session = db::sessions::create(&conn, workspace.id, execution_id).await.unwrap();
+    let session = db::sessions::create(&conn, workspace.id, execution_id, "a prompt").await.unwrap();
     db::executions::create(
         &conn,
         db::executions::NewExecution {

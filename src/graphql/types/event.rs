@@ -6,6 +6,7 @@ use async_graphql::{Object, Union, ID};
 use chrono::{DateTime, Utc};
 use entity::message;
 
+use super::message::{claude_message, ClaudeMessage};
 use super::{ExecutionStatus, PermissionRequest, RawJson, RunErrorInfo};
 use crate::events::{self, Event};
 
@@ -68,6 +69,14 @@ impl MessageEvent {
     /// The line exactly as `claude` wrote it.
     async fn message(&self) -> RawJson {
         RawJson(self.inner().payload.clone())
+    }
+
+    /// The line, typed: what a client renders. (It costs what reading the
+    /// line costs: typing it reads nothing more.)
+    #[graphql(complexity = 2)]
+    async fn claude_message(&self) -> ClaudeMessage {
+        let inner = self.inner();
+        claude_message(&inner.type_name, &inner.payload)
     }
 }
 
@@ -207,6 +216,12 @@ impl LogEntry {
     /// The line exactly as `claude` wrote it.
     async fn payload(&self) -> RawJson {
         RawJson(Arc::from(self.0.payload.as_str()))
+    }
+
+    /// The line, typed (the same as `MessageEvent.claudeMessage`).
+    #[graphql(complexity = 2)]
+    async fn claude_message(&self) -> ClaudeMessage {
+        claude_message(&self.0.r#type, &Arc::from(self.0.payload.as_str()))
     }
 
     async fn created_at(&self) -> DateTime<Utc> {

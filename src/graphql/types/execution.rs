@@ -1,6 +1,6 @@
 //! `Execution`.
 
-use async_graphql::{Context, Enum, Object, SimpleObject, ID};
+use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use entity::execution;
 
@@ -22,6 +22,16 @@ pub enum ExecutionStatus {
 }
 
 impl ExecutionStatus {
+    pub fn as_db(self) -> &'static str {
+        match self {
+            Self::Pending => db::executions::PENDING,
+            Self::Running => db::executions::RUNNING,
+            Self::Completed => db::executions::COMPLETED,
+            Self::Failed => db::executions::FAILED,
+            Self::Cancelled => db::executions::CANCELLED,
+        }
+    }
+
     pub fn parse(status: &str) -> Self {
         match status {
             db::executions::PENDING => Self::Pending,
@@ -60,7 +70,7 @@ impl Execution {
 
 #[Object]
 impl Execution {
-    async fn id(&self) -> ID {
+    pub async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
 
@@ -147,6 +157,13 @@ impl Execution {
         self.0.metadata.clone().map(Json)
     }
 
+    /// The model the run uses: as its `init` line reports it (an alias such
+    /// as `sonnet` resolved), or as requested until that line came.
+    async fn model(&self) -> Option<String> {
+        let requested = self.0.options.get("model").and_then(|m| m.as_str());
+        self.0.model.clone().or_else(|| requested.map(str::to_owned))
+    }
+
     /// Claude's session id for this run.
     async fn claude_session_id(&self) -> Option<&str> {
         self.0.claude_session_id.as_deref()
@@ -168,5 +185,48 @@ impl Execution {
     async fn workspace(&self, ctx: &Context<'_>) -> async_graphql::Result<Workspace> {
         let found = loaders(ctx)?.workspaces.load_one(self.0.workspace_id).await.map_err(load_error).gql()?;
         found.map(Workspace).ok_or(AppError::NotFound("workspace")).gql()
+    }
+}
+
+/// Which executions a listing or a total covers (all of yours by default).
+#[derive(InputObject, Default)]
+pub struct ExecutionFilter {
+    /// Only these statuses.
+    pub status: Option<Vec<ExecutionStatus>>,
+    pub workspace_id: Option<ID>,
+    pub session_id: Option<ID>,
+    /// Created at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Created before this time.
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl ExecutionFilter {
+    pub fn to_db(&self) -> Result<db::executions::Filter, AppError> {
+        let statuses = self.status.iter().flatten().map(|s| s.as_db()).collect();
+        let workspace_id = self.workspace_id.as_ref().map(|id| super::parse_id(id, "workspaceId")).transpose()?;
+        let session_id = self.session_id.as_ref().map(|id| super::parse_id(id, "sessionId")).transpose()?;
+        Ok(db::executions::Filter { statuses, workspace_id, session_id, since: self.since, until: self.until })
+    }
+}
+
+/// What a set of executions added up to.
+#[derive(SimpleObject)]
+pub struct Usage {
+    pub execution_count: i64,
+    /// The sum of their `costUsd` (runs still going count once they end).
+    pub total_cost_usd: f64,
+    pub num_turns: i64,
+    pub message_count: i64,
+}
+
+impl From<db::executions::Totals> for Usage {
+    fn from(t: db::executions::Totals) -> Self {
+        Usage {
+            execution_count: t.executions,
+            total_cost_usd: t.cost_usd,
+            num_turns: t.turns,
+            message_count: t.messages,
+        }
     }
 }

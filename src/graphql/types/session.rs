@@ -33,13 +33,18 @@ pub struct Session(pub session::Model);
 
 #[Object]
 impl Session {
-    async fn id(&self) -> ID {
+    pub async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
 
     async fn workspace(&self, ctx: &Context<'_>) -> async_graphql::Result<Workspace> {
         let found = loaders(ctx)?.workspaces.load_one(self.0.workspace_id).await.map_err(load_error).gql()?;
         found.map(Workspace).ok_or(crate::error::AppError::NotFound("workspace")).gql()
+    }
+
+    /// Its first prompt's first line, until renamed (`renameSession`).
+    async fn title(&self) -> &str {
+        self.0.title.as_deref().unwrap_or_default()
     }
 
     async fn status(&self) -> SessionStatus {

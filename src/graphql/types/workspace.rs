@@ -15,7 +15,7 @@ pub struct Workspace(pub workspace::Model);
 
 #[Object]
 impl Workspace {
-    async fn id(&self) -> ID {
+    pub async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
 
@@ -35,6 +35,14 @@ impl Workspace {
     /// Runs here ask before using a tool unless startExecution says otherwise.
     async fn require_approval(&self) -> bool {
         self.0.require_approval
+    }
+
+    /// What the workspace's executions added up to.
+    #[graphql(complexity = 10)]
+    async fn usage(&self, ctx: &Context<'_>) -> async_graphql::Result<super::Usage> {
+        let filter = crate::db::executions::Filter { workspace_id: Some(self.0.id), ..Default::default() };
+        let state = super::state(ctx)?;
+        Ok(crate::db::executions::totals(&state.db, &self.0.owner, &filter).await.gql()?.into())
     }
 
     /// The workspace's sessions, newest first.

@@ -1,0 +1,165 @@
+//! Mutations that manage workspaces and sessions: create, change, close,
+//! delete.
+
+use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
+
+use super::mutation::{no_nul, MAX_NAME};
+use super::types::{parse_id, state, viewer, Session, Workspace};
+use crate::{
+    db::{
+        self,
+        removal::{Removal, Target},
+    },
+    error::{AppError, AppResult, Gql},
+};
+
+#[derive(InputObject)]
+pub struct CreateWorkspaceInput {
+    /// A name for people.
+    pub name: String,
+    /// An existing directory on the server (under a WORKSPACE_ROOTS entry
+    /// when those are set). Stored canonicalised.
+    pub path: String,
+    /// Runs here ask before using a tool, unless startExecution says
+    /// otherwise (default false).
+    pub require_approval: Option<bool>,
+}
+
+/// Changes to a workspace; what is not given stays as it is.
+#[derive(InputObject)]
+pub struct UpdateWorkspaceInput {
+    pub name: Option<String>,
+    /// Applies to executions started from now on.
+    pub require_approval: Option<bool>,
+}
+
+/// What a deletion removed.
+#[derive(SimpleObject)]
+pub struct DeletePayload {
+    /// The id of what was deleted.
+    pub deleted_id: ID,
+}
+
+#[derive(Default)]
+pub struct ManagementMutation;
+
+#[Object]
+impl ManagementMutation {
+    /// Registers a directory as a workspace.
+    async fn create_workspace(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateWorkspaceInput,
+    ) -> async_graphql::Result<Workspace> {
+        let state = state(ctx)?;
+        let owner = &viewer(ctx)?.sub;
+        let name = checked_name("name", &input.name).gql()?;
+        no_nul("path", &input.path).gql()?;
+        let path = state.executor.roots().resolve_new(&input.path, owner).gql()?;
+        let new = db::workspaces::NewWorkspace {
+            owner,
+            name,
+            path: &path,
+            require_approval: input.require_approval.unwrap_or(false),
+        };
+        let max = state.config.max_workspaces_per_user;
+        let registered = {
+            let _one_at_a_time = state.registrations.lock().await;
+            db::workspaces::register(&state.db, new, max).await.gql()?
+        };
+        let workspace = registered
+            .map_err(|refusal| match refusal {
+                db::workspaces::Refusal::Duplicate => {
+                    AppError::bad_input("path", "you already have a workspace on this directory")
+                }
+                db::workspaces::Refusal::Taken => AppError::bad_input("path", "this directory is not available"),
+                db::workspaces::Refusal::TooMany => {
+                    AppError::RateLimited { message: format!("at most {max} workspaces per user"), retry_after_ms: 0 }
+                }
+            })
+            .gql()?;
+        Ok(Workspace(workspace))
+    }
+
+    /// Renames a workspace or changes whether its runs ask before using a
+    /// tool.
+    async fn update_workspace(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        input: UpdateWorkspaceInput,
+    ) -> async_graphql::Result<Workspace> {
+        let id = parse_id(&id, "id").gql()?;
+        let name = input.name.as_deref().map(|n| checked_name("name", n)).transpose().gql()?;
+        let state = state(ctx)?;
+        let owner = &viewer(ctx)?.sub;
+        db::workspaces::get(&state.db, owner, id).await.gql()?.ok_or(AppError::NotFound("workspace")).gql()?;
+        db::workspaces::update(&state.db, id, name, input.require_approval).await.gql()?;
+        let workspace = db::workspaces::get(&state.db, owner, id).await.gql()?;
+        Ok(Workspace(workspace.ok_or(AppError::NotFound("workspace")).gql()?))
+    }
+
+    /// Deletes a workspace with all its sessions, executions and messages
+    /// (the directory itself is left alone). Refused with SESSION_BUSY while
+    /// one of its executions is pending or running: cancel it first.
+    async fn delete_workspace(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<DeletePayload> {
+        let uuid = parse_id(&id, "id").gql()?;
+        remove(ctx, Target::Workspace(uuid)).await.gql()?;
+        Ok(DeletePayload { deleted_id: id })
+    }
+
+    /// Gives a session a title of your own.
+    async fn rename_session(&self, ctx: &Context<'_>, id: ID, title: String) -> async_graphql::Result<Session> {
+        let id = parse_id(&id, "id").gql()?;
+        let title = checked_name("title", &title).gql()?;
+        let state = state(ctx)?;
+        let owner = &viewer(ctx)?.sub;
+        db::sessions::get(&state.db, owner, id).await.gql()?.ok_or(AppError::NotFound("session")).gql()?;
+        db::sessions::rename(&state.db, id, title).await.gql()?;
+        let session = db::sessions::get(&state.db, owner, id).await.gql()?;
+        Ok(Session(session.ok_or(AppError::NotFound("session")).gql()?))
+    }
+
+    /// Closes a session: what runs in it is cancelled, and new executions
+    /// are refused with SESSION_CLOSED.
+    async fn close_session(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Session> {
+        let id = parse_id(&id, "id").gql()?;
+        let session = state(ctx)?.executor.close_session(&viewer(ctx)?.sub, id).await.gql()?;
+        Ok(Session(session))
+    }
+
+    /// Deletes a session with its executions and messages. Refused with
+    /// SESSION_BUSY while one of its executions is pending or running:
+    /// cancel it (or `closeSession`) first.
+    async fn delete_session(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<DeletePayload> {
+        let uuid = parse_id(&id, "id").gql()?;
+        remove(ctx, Target::Session(uuid)).await.gql()?;
+        Ok(DeletePayload { deleted_id: id })
+    }
+}
+
+async fn remove(ctx: &Context<'_>, target: Target) -> AppResult<()> {
+    let state = state(ctx).map_err(|e| AppError::Internal(e.message))?;
+    let owner = &viewer(ctx).map_err(|e| AppError::Unauthenticated(e.message))?.sub;
+    match db::removal::remove(&state.db, owner, target).await? {
+        Removal::Deleted => Ok(()),
+        Removal::Missing => Err(AppError::NotFound(match target {
+            Target::Session(_) => "session",
+            Target::Workspace(_) => "workspace",
+        })),
+        Removal::Busy => Err(AppError::SessionBusy(match target {
+            Target::Session(id) => id.to_string(),
+            Target::Workspace(id) => format!("in workspace {id}"),
+        })),
+    }
+}
+
+/// A name or title: trimmed, 1 to MAX_NAME bytes, no NUL.
+fn checked_name<'a>(field: &str, value: &'a str) -> AppResult<&'a str> {
+    no_nul(field, value)?;
+    let trimmed = value.trim();
+    if trimmed.is_empty() || trimmed.len() > MAX_NAME {
+        return Err(AppError::bad_input(field, format!("`{field}` must be 1 to {MAX_NAME} characters")));
+    }
+    Ok(trimmed)
+}
