@@ -38,6 +38,8 @@ pub struct Model {
     pub stalled_since: Option<DateTimeUtc>,
     /// The model the run used, as its `init` line reported it.
     pub model: Option<String>,
+    /// Its owner's change counter at its latest change (see `db::clock`).
+    pub change_seq: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

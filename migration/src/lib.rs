@@ -8,6 +8,7 @@ mod m20261201_000003_workspace_path_index;
 mod m20261201_000004_replica_leases;
 mod m20261201_000005_execution_stalled_since;
 mod m20261201_000006_model_and_title;
+mod m20261201_000007_change_clock;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000004_replica_leases::Migration),
             Box::new(m20261201_000005_execution_stalled_since::Migration),
             Box::new(m20261201_000006_model_and_title::Migration),
+            Box::new(m20261201_000007_change_clock::Migration),
         ]
     }
 }

@@ -51,8 +51,11 @@ pub async fn create(db: &impl ConnectionTrait, new: NewExecution) -> DbResult<ex
         finished_at: Set(None),
         stalled_since: Set(None),
         model: Set(None),
+        change_seq: Set(None),
     };
-    Ok(model.insert(db).await?)
+    let created = model.insert(db).await?;
+    super::clock::touch(db, created.id).await?;
+    Ok(created)
 }
 
 /// The execution, if its workspace belongs to `owner`.
@@ -82,24 +85,31 @@ pub async fn list(
 
 /// Records whether (since when) the execution has stalled.
 pub async fn set_stalled(db: &DatabaseConnection, id: Uuid, since: Option<chrono::DateTime<Utc>>) -> DbResult<()> {
+    let txn = db.begin().await?;
     execution::Entity::update_many()
         .col_expr(execution::Column::StalledSince, Expr::value(since))
         .filter(execution::Column::Id.eq(id))
-        .exec(db)
+        .exec(&txn)
         .await?;
-    Ok(())
+    super::clock::touch(&txn, id).await?;
+    Ok(txn.commit().await?)
 }
 
 /// PENDING -> RUNNING. False when it is no longer PENDING (cancelled while
 /// it waited).
 pub async fn mark_running(db: &DatabaseConnection, id: Uuid) -> DbResult<bool> {
+    let txn = db.begin().await?;
     let updated = execution::Entity::update_many()
         .col_expr(execution::Column::Status, Expr::value(RUNNING))
         .col_expr(execution::Column::StartedAt, Expr::value(Utc::now()))
         .filter(execution::Column::Id.eq(id))
         .filter(execution::Column::Status.eq(PENDING))
-        .exec(db)
+        .exec(&txn)
         .await?;
+    if updated.rows_affected == 1 {
+        super::clock::touch(&txn, id).await?;
+    }
+    txn.commit().await?;
     Ok(updated.rows_affected == 1)
 }
 
@@ -177,7 +187,8 @@ pub async fn finish(
         .exec(&txn)
         .await?;
     let cancelled = super::permissions::cancel_open(&txn, id).await?;
-    super::signals::notify(&txn, super::signals::EVENTS_CHANNEL, id).await?;
+    // Also signals the other replicas.
+    super::clock::touch(&txn, id).await?;
     txn.commit().await?;
     Ok(Some(cancelled))
 }

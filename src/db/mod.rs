@@ -3,6 +3,7 @@
 //! query the server makes lives here.
 
 pub mod batch;
+pub mod clock;
 pub mod executions;
 pub mod messages;
 pub mod permissions;

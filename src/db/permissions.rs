@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use entity::{execution, permission_request, workspace};
-use sea_orm::{prelude::*, sea_query::Query, ActiveValue::Set, QueryOrder};
+use sea_orm::{prelude::*, sea_query::Query, ActiveValue::Set, QueryOrder, TransactionTrait};
 use serde_json::Value as Json;
 use uuid::Uuid;
 
@@ -45,7 +45,11 @@ pub async fn create(db: &DatabaseConnection, new: NewRequest) -> DbResult<permis
         expires_at: Set(new.expires_at),
         answered_at: Set(None),
     };
-    Ok(model.insert(db).await?)
+    let txn = db.begin().await?;
+    let created = model.insert(&txn).await?;
+    super::clock::touch(&txn, created.execution_id).await?;
+    txn.commit().await?;
+    Ok(created)
 }
 
 /// The request, if its execution's workspace belongs to `owner`.
@@ -92,6 +96,9 @@ pub async fn settle(
     decision: Option<Json>,
     answered_by: Option<&str>,
 ) -> DbResult<bool> {
+    // Written before anything is read: on SQLite that takes the write lock
+    // first (see `db::lock_for`).
+    let txn = db.begin().await?;
     let updated = permission_request::Entity::update_many()
         .col_expr(permission_request::Column::Status, Expr::value(status))
         .col_expr(permission_request::Column::Decision, Expr::value(decision))
@@ -99,8 +106,14 @@ pub async fn settle(
         .col_expr(permission_request::Column::AnsweredAt, Expr::value(Utc::now()))
         .filter(permission_request::Column::Id.eq(id))
         .filter(permission_request::Column::Status.eq(PENDING))
-        .exec(db)
+        .exec(&txn)
         .await?;
+    if updated.rows_affected == 1 {
+        if let Some(request) = permission_request::Entity::find_by_id(id).one(&txn).await? {
+            super::clock::touch(&txn, request.execution_id).await?;
+        }
+    }
+    txn.commit().await?;
     Ok(updated.rows_affected == 1)
 }
 

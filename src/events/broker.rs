@@ -24,6 +24,26 @@ const CHANNEL_CAPACITY: usize = 1024;
 
 type Channels = Arc<Mutex<HashMap<Uuid, broadcast::Sender<Arc<Event>>>>>;
 
+/// Every live execution's progress, status and permission events (no
+/// messages), for dashboards. Lagging behind only costs a dashboard a
+/// store read.
+#[derive(Clone)]
+pub struct Activity(broadcast::Sender<Arc<Event>>);
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity(broadcast::channel(CHANNEL_CAPACITY * 4).0)
+    }
+}
+
+impl Activity {
+    fn send(&self, event: &Arc<Event>) {
+        if !matches!(**event, Event::Message(_)) {
+            let _ = self.0.send(event.clone());
+        }
+    }
+}
+
 /// The registry of live executions' channels.
 #[derive(Clone, Default)]
 pub struct Broker {
@@ -34,6 +54,7 @@ pub struct Broker {
     reads: super::reads::StoreReads,
     /// Whether runs' messages can be stored.
     health: super::StoreHealth,
+    activity: Activity,
 }
 
 impl Broker {
@@ -58,7 +79,7 @@ impl Broker {
     pub fn open(&self, execution_id: Uuid) -> Publisher {
         let (tx, _) = broadcast::channel(CHANNEL_CAPACITY);
         self.lock().insert(execution_id, tx.clone());
-        Publisher { execution_id, tx, channels: self.channels.clone() }
+        Publisher { execution_id, tx, channels: self.channels.clone(), activity: self.activity.clone() }
     }
 
     /// Joins an execution's live events, if it is live on this server.
@@ -69,9 +90,17 @@ impl Broker {
     /// Sends an event to an execution's live subscribers from outside its
     /// recorder (an answered permission request); live only, no `seq`.
     pub fn publish_to(&self, execution_id: Uuid, event: Event) {
+        let event = Arc::new(event);
+        self.activity.send(&event);
         if let Some(tx) = self.lock().get(&execution_id) {
-            let _ = tx.send(Arc::new(event));
+            let _ = tx.send(event);
         }
+    }
+
+    /// Joins the progress, status and permission events of every execution
+    /// live on this server.
+    pub fn activity(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.activity.0.subscribe()
     }
 
     pub fn wakeups(&self) -> &super::replicas::Wakeups {
@@ -89,12 +118,15 @@ pub struct Publisher {
     execution_id: Uuid,
     tx: broadcast::Sender<Arc<Event>>,
     channels: Channels,
+    activity: Activity,
 }
 
 impl Publisher {
     /// Sends to whoever listens now; nobody listening is fine.
     pub fn publish(&self, event: Event) {
-        let _ = self.tx.send(Arc::new(event));
+        let event = Arc::new(event);
+        self.activity.send(&event);
+        let _ = self.tx.send(event);
     }
 }
 

@@ -3,6 +3,7 @@
 //! subscription replays from the store and then follows live.
 
 pub mod broker;
+pub mod dashboard;
 pub mod reads;
 pub mod recorder;
 pub mod replicas;

@@ -6,10 +6,17 @@ use async_graphql::{Context, Subscription, ID};
 use futures_util::{stream, stream::BoxStream, StreamExt};
 use uuid::Uuid;
 
-use super::types::{owned_execution, parse_id, state, ExecutionEvent};
+use super::types::{
+    dashboard::{decode_cursor, DashboardEvent},
+    owned_execution, parse_id, state, ExecutionEvent,
+};
 use crate::{
     error::{AppError, Gql},
-    events::{subscription::execution_events, Event},
+    events::{
+        dashboard::{dashboard_events, Start},
+        subscription::execution_events,
+        Event,
+    },
 };
 
 /// Server-internal request data: resolve exactly this event. The WebSocket
@@ -52,6 +59,40 @@ impl SubscriptionRoot {
         let reader = state.broker.reader(&super::types::viewer(ctx)?.sub);
         Ok(execution_events(state.db.clone(), state.broker.clone(), reader, id, i64::from(after_seq))
             .map(ExecutionEvent::from)
+            .boxed())
+    }
+
+    /// For a dashboard: every change of your executions (optionally of one
+    /// workspace): created, started, stalled, a permission request made or
+    /// settled, finished; as ExecutionUpdates with the execution as it is
+    /// now and the requests waiting for you. Without `after`, it starts with
+    /// every pending or running execution; with the `cursor` of the last
+    /// update received, with every change since, so nothing is missed
+    /// across a reconnect. In between, ProgressEvents of the executions
+    /// shown (live only, from runs on the server you are connected to).
+    async fn dashboard_events(
+        &self,
+        ctx: &Context<'_>,
+        workspace_id: Option<ID>,
+        after: Option<String>,
+    ) -> async_graphql::Result<BoxStream<'static, DashboardEvent>> {
+        let start = match after.as_deref() {
+            Some(cursor) => Start::After(decode_cursor(cursor).gql()?),
+            None => Start::Now,
+        };
+        let state = state(ctx)?;
+        let owner = super::types::viewer(ctx)?.sub.clone();
+        let workspace = match &workspace_id {
+            Some(id) => {
+                let id = parse_id(id, "workspaceId").gql()?;
+                let found = crate::db::workspaces::get(&state.db, &owner, id).await.gql()?;
+                Some(found.ok_or(AppError::NotFound("workspace")).gql()?.id)
+            }
+            None => None,
+        };
+        let reader = state.broker.reader(&owner);
+        Ok(dashboard_events(state.db.clone(), state.broker.clone(), reader, owner, workspace, start)
+            .map(DashboardEvent::from)
             .boxed())
     }
 }

@@ -82,7 +82,7 @@ impl MessageEvent {
 
 /// Counters of a running execution, sent a few times a second while it
 /// produces output, and once more at the end.
-pub struct ProgressEvent(Arc<Event>);
+pub struct ProgressEvent(pub(crate) Arc<Event>);
 
 impl ProgressEvent {
     fn inner(&self) -> &events::ProgressEvent {

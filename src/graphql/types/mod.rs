@@ -1,7 +1,8 @@
 //! The GraphQL object types: thin views over stored rows and live events.
 
 mod connection;
-mod event;
+pub mod dashboard;
+pub mod event;
 mod execution;
 mod json;
 pub mod message;
