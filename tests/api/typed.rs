@@ -22,7 +22,7 @@ const TYPED: &str = "
     ... on UserMessage { isReplay content { __typename type ...Blocks } }
     ... on ResultMessage { isError result numTurns durationMs totalCostUsd terminalReason errors
         usage { inputTokens outputTokens } permissionDenials { toolName } }
-    ... on PartialMessage { eventType index deltaType text apiMessageId }
+    ... on PartialMessage { eventType index deltaType delta apiMessageId }
     ... on StderrMessage { text }
     ... on UnknownMessage { text }";
 
@@ -116,7 +116,7 @@ async fn messages_arrive_typed(app: TestApp) {
         .await;
     let events = typed_events(&app, &execution).await;
     let partial = typed(&events, "PartialMessage");
-    let text: String = partial.iter().filter_map(|p| p["text"].as_str()).collect();
+    let text: String = partial.iter().filter_map(|p| p["delta"].as_str()).collect();
     assert!(!text.is_empty() && partial.iter().any(|p| p["eventType"] == "content_block_delta"), "{partial:?}");
     let final_text = typed(&events, "ResultMessage")[0]["result"].as_str().unwrap().to_owned();
     assert_eq!(text, final_text);

@@ -193,7 +193,7 @@ message_type!(
         /// text_delta, thinking_delta, input_json_delta, ...
         delta_type: Option<String>,
         /// The text (or thinking) a delta adds.
-        text: Option<String>,
+        delta: Option<String>,
         /// The piece of tool input JSON an `input_json_delta` adds.
         partial_json: Option<String>,
         /// The block a `content_block_start` opens.
@@ -232,8 +232,11 @@ message_type!(
 
 message_type!(
     /// A line of a type this server does not model (a newer CLI), or a
-    /// stdout line that is not JSON (`text` then holds it).
-    UnknownMessage { text: Option<String> }
+    /// stdout line that is not JSON.
+    UnknownMessage {
+        /// The line as text.
+        text: String,
+    }
 );
 
 /// Token counts.
@@ -327,7 +330,7 @@ pub fn claude_message(type_name: &str, raw: &Arc<str>) -> ClaudeMessage {
     let subtype = value["subtype"].as_str();
     match (type_name, subtype) {
         (STDERR, _) => ClaudeMessage::Stderr(header.stderr(text(&value))),
-        (INVALID_JSON, _) => ClaudeMessage::Unknown(header.unknown(Some(text(&value)))),
+        (INVALID_JSON, _) => ClaudeMessage::Unknown(header.unknown(text(&value))),
         ("system", Some("init")) => ClaudeMessage::SystemInit(header.system_init(&value)),
         ("system", Some("api_retry")) => ClaudeMessage::ApiRetry(header.api_retry(&value)),
         ("system", _) => ClaudeMessage::System(header.system()),
@@ -339,7 +342,7 @@ pub fn claude_message(type_name: &str, raw: &Arc<str>) -> ClaudeMessage {
             ClaudeMessage::Control(header.control(&value))
         }
         ("command_lifecycle", _) => ClaudeMessage::CommandLifecycle(header.command_lifecycle(&value)),
-        _ => ClaudeMessage::Unknown(header.unknown(None)),
+        _ => ClaudeMessage::Unknown(header.unknown(raw.to_string())),
     }
 }
 
@@ -475,7 +478,7 @@ impl Header {
                 event_type: string(&event["type"]),
                 index: event["index"].as_i64(),
                 delta_type: string(&delta["type"]),
-                text: text,
+                delta: text,
                 partial_json: string(&delta["partial_json"]),
                 content_block: content_block,
                 api_message_id: string(&v["api_message_id"]),
@@ -497,7 +500,7 @@ impl Header {
         build!(self, StderrMessage { text: text })
     }
 
-    fn unknown(self, text: Option<String>) -> UnknownMessage {
+    fn unknown(self, text: String) -> UnknownMessage {
         build!(self, UnknownMessage { text: text })
     }
 }
@@ -657,7 +660,7 @@ mod tests {
         // Not JSON, a newer type, and a known type with the wrong shape.
         let garbage: Arc<str> = Arc::from(r#""not json at all""#);
         assert!(
-            matches!(claude_message(INVALID_JSON, &garbage), ClaudeMessage::Unknown(m) if m.text.as_deref() == Some("not json at all"))
+            matches!(claude_message(INVALID_JSON, &garbage), ClaudeMessage::Unknown(m) if m.text == "not json at all")
         );
         let newer: Arc<str> = Arc::from(r#"{"type":"hologram","uuid":"u"}"#);
         assert!(
