@@ -65,15 +65,22 @@ pub async fn get(db: &impl ConnectionTrait, owner: &str, id: Uuid) -> DbResult<O
         .await?)
 }
 
-/// One page of a workspace's sessions, newest first (`limit + 1` rows).
-pub async fn list(
-    db: &DatabaseConnection,
+/// One page of a workspace's sessions whose title contains `search`
+/// (ignoring case), newest first (`limit + 1` rows).
+pub async fn search(
+    db: &impl ConnectionTrait,
     workspace_id: Uuid,
     status: Option<&str>,
+    search: &str,
     limit: u64,
     before: Option<Uuid>,
 ) -> DbResult<Vec<session::Model>> {
-    let mut query = session::Entity::find().filter(session::Column::WorkspaceId.eq(workspace_id));
+    use sea_orm::sea_query::{Func, LikeExpr};
+    let escaped = search.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    let pattern = LikeExpr::new(format!("%{escaped}%")).escape('\\');
+    let mut query = session::Entity::find()
+        .filter(session::Column::WorkspaceId.eq(workspace_id))
+        .filter(Expr::expr(Func::lower(Expr::col(session::Column::Title))).like(pattern));
     if let Some(status) = status {
         query = query.filter(session::Column::Status.eq(status));
     }

@@ -48,13 +48,14 @@ impl QueryRoot {
     }
 
     /// A workspace's sessions, newest first, optionally only ACTIVE or
-    /// CLOSED ones.
+    /// CLOSED ones, or those whose title contains `search`.
     #[graphql(complexity = "page_cost(first, child_complexity)")]
     async fn sessions(
         &self,
         ctx: &Context<'_>,
         workspace_id: ID,
         status: Option<SessionStatus>,
+        search: Option<String>,
         first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, Session>> {
@@ -64,7 +65,7 @@ impl QueryRoot {
             .gql()?
             .ok_or(AppError::NotFound("workspace"))
             .gql()?;
-        Workspace(workspace).sessions(ctx, status, first, after).await
+        Workspace(workspace).sessions(ctx, status, search, first, after).await
     }
 
     /// The stored messages of a session, across its executions, oldest

@@ -199,6 +199,21 @@ async fn sessions_and_workspaces_are_managed(app: TestApp) {
     let title = app.ok("query($s: ID!) { session(id: $s) { title } }", json!({ "s": session })).await;
     assert_eq!(title["session"]["title"], "Fix the login bug");
 
+    // Search by title, ignoring case; LIKE's wildcards are plain text.
+    let (other, _) = app.start(json!({ "workspaceId": workspace, "prompt": "Write 100% of the docs_now" })).await;
+    app.wait_finished(&other).await;
+    let search = "query($w: ID!, $q: String) { sessions(workspaceId: $w, search: $q) { nodes { title } } }";
+    let titles = |data: Value| -> Vec<String> {
+        data["sessions"]["nodes"].as_array().unwrap().iter().map(|n| n["title"].as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(titles(app.ok(search, json!({ "w": workspace, "q": "LOGIN" })).await), ["Fix the login bug"]);
+    assert_eq!(titles(app.ok(search, json!({ "w": workspace, "q": "100%" })).await), ["Write 100% of the docs_now"]);
+    assert!(titles(app.ok(search, json!({ "w": workspace, "q": "1_0" })).await).is_empty());
+    assert!(titles(app.ok(search, json!({ "w": workspace, "q": "%" })).await).len() == 1);
+    assert_eq!(titles(app.ok(search, json!({ "w": workspace, "q": " " })).await).len(), 2);
+    let long = app.gql(search, json!({ "w": workspace, "q": "x".repeat(201) })).await;
+    assert_eq!(code(&long), "BAD_USER_INPUT");
+
     let renamed = app
         .ok("mutation($s: ID!) { renameSession(id: $s, title: \"  Login  \") { id title } }", json!({ "s": session }))
         .await;

@@ -45,16 +45,27 @@ impl Workspace {
         Ok(crate::db::executions::totals(&state.db, &self.0.owner, &filter).await.gql()?.into())
     }
 
-    /// The workspace's sessions, newest first.
+    /// The workspace's sessions, newest first; with `search`, only those
+    /// whose title contains it (ignoring case).
     #[graphql(complexity = "page_cost(first, child_complexity)")]
     pub async fn sessions(
         &self,
         ctx: &Context<'_>,
         status: Option<SessionStatus>,
+        search: Option<String>,
         first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, Session>> {
         let args = PageArgs::parse(first, after.as_deref()).gql()?;
+        if let Some(search) = search.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            if search.len() > 200 || search.contains('\0') {
+                return Err(crate::error::AppError::bad_input("search", "`search` is at most 200 characters")).gql();
+            }
+            let status = status.map(SessionStatus::as_str);
+            let rows =
+                crate::db::sessions::search(&super::state(ctx)?.db, self.0.id, status, search, args.limit, args.before);
+            return Ok(page(rows.await.gql()?, args, |s| s.id, Session));
+        }
         let key = (self.0.id, args.page(status.map(SessionStatus::as_str)));
         let rows = loaders(ctx)?.session_pages.load_one(key).await.map_err(load_error).gql()?.unwrap_or_default();
         Ok(page(rows, args, |s| s.id, Session))
