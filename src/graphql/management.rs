@@ -13,6 +13,7 @@ use crate::{
     error::{AppError, AppResult, Gql},
 };
 
+/// A directory to register as a workspace.
 #[derive(InputObject)]
 pub struct CreateWorkspaceInput {
     /// A name for people.

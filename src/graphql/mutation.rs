@@ -16,6 +16,7 @@ const MAX_PROMPT: usize = 1024 * 1024;
 const MAX_SYSTEM_PROMPT: usize = 256 * 1024;
 const MAX_METADATA: usize = 64 * 1024;
 
+/// What to run, where, and how.
 #[derive(InputObject)]
 pub struct StartExecutionInput {
     pub workspace_id: ID,
@@ -44,6 +45,7 @@ pub struct StartExecutionInput {
     pub metadata: Option<Json>,
 }
 
+/// The new execution and its session.
 #[derive(SimpleObject)]
 pub struct StartExecutionPayload {
     pub execution: Execution,
@@ -66,6 +68,7 @@ pub enum MessagePriority {
     Now,
 }
 
+/// The execution a message was added to, and the message's id.
 #[derive(SimpleObject)]
 pub struct SendMessagePayload {
     pub execution: Execution,

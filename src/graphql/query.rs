@@ -18,6 +18,7 @@ pub const MAX_LOG_LIMIT: i32 = 1000;
 #[derive(Default)]
 pub struct QueryRoot;
 
+/// Reads: only ever of what is yours.
 #[Object(name = "Query")]
 impl QueryRoot {
     /// A workspace of yours, or null.

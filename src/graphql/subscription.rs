@@ -32,6 +32,7 @@ pub struct Probe(pub Arc<Mutex<Option<(Uuid, i64)>>>);
 #[derive(Default)]
 pub struct SubscriptionRoot;
 
+/// Live streams over `/graphql/ws`.
 #[Subscription(name = "Subscription")]
 impl SubscriptionRoot {
     /// Every stored message with `seq > afterSeq`, then live ones (with

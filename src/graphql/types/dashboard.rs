@@ -24,14 +24,14 @@ impl From<DashboardItem> for DashboardEvent {
     }
 }
 
-/// An execution was created or changed: its status, a stall, or its
-/// permission requests. It comes as it is now; keep the latest per id.
 pub struct ExecutionUpdate {
     cursor: i64,
     execution: Box<entity::execution::Model>,
     waiting: Vec<entity::permission_request::Model>,
 }
 
+/// An execution was created or changed: its status, a stall, or its
+/// permission requests. It comes as it is now; keep the latest per id.
 #[Object]
 impl ExecutionUpdate {
     /// Pass the last one you received as `after` to resume without a gap.

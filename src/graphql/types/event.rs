@@ -30,9 +30,6 @@ impl From<Arc<Event>> for ExecutionEvent {
     }
 }
 
-/// A line `claude` wrote. Stored lines have `seq` 1, 2, 3, ... with no
-/// gaps; partial-token events (`includePartialMessages`) are live only and
-/// have no `seq`.
 pub struct MessageEvent(Arc<Event>);
 
 impl MessageEvent {
@@ -44,6 +41,9 @@ impl MessageEvent {
     }
 }
 
+/// A line `claude` wrote. Stored lines have `seq` 1, 2, 3, ... with no
+/// gaps; partial-token events (`includePartialMessages`) are live only and
+/// have no `seq`.
 #[Object]
 impl MessageEvent {
     async fn seq(&self) -> Option<i64> {
@@ -80,8 +80,6 @@ impl MessageEvent {
     }
 }
 
-/// Counters of a running execution, sent a few times a second while it
-/// produces output, and once more at the end.
 pub struct ProgressEvent(pub(crate) Arc<Event>);
 
 impl ProgressEvent {
@@ -93,6 +91,8 @@ impl ProgressEvent {
     }
 }
 
+/// Counters of a running execution, sent a few times a second while it
+/// produces output, and once more at the end.
 #[Object]
 impl ProgressEvent {
     async fn execution_id(&self) -> ID {
@@ -130,8 +130,6 @@ impl ProgressEvent {
     }
 }
 
-/// A status change. A terminal one (COMPLETED, FAILED, CANCELLED) is the
-/// last event; the subscription completes after it.
 pub struct StatusEvent(Arc<Event>);
 
 impl StatusEvent {
@@ -143,6 +141,8 @@ impl StatusEvent {
     }
 }
 
+/// A status change. A terminal one (COMPLETED, FAILED, CANCELLED) is the
+/// last event; the subscription completes after it.
 #[Object]
 impl StatusEvent {
     async fn execution_id(&self) -> ID {
@@ -158,10 +158,10 @@ impl StatusEvent {
     }
 }
 
-/// A tool-permission request was made, answered, expired or cancelled
-/// (live only; `pendingPermissionRequests` lists the open ones).
 pub struct PermissionRequestEvent(Arc<Event>);
 
+/// A permission request was made, answered, expired or cancelled (live;
+/// one still waiting is announced again to a new subscriber).
 #[Object]
 impl PermissionRequestEvent {
     async fn execution_id(&self) -> ID {
@@ -179,9 +179,9 @@ impl PermissionRequestEvent {
     }
 }
 
-/// A stored message, as `sessionLogs` reads it.
 pub struct LogEntry(pub message::Model);
 
+/// A stored line of a session, as `sessionLogs` reads it.
 #[Object]
 impl LogEntry {
     /// Position in the session: 1, 2, 3, ... across its executions, with no

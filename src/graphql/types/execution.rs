@@ -11,6 +11,8 @@ use crate::{
     error::{AppError, Gql},
 };
 
+/// Where a run is: PENDING, RUNNING, then one of COMPLETED, FAILED or
+/// CANCELLED.
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
 pub enum ExecutionStatus {
     /// Waiting for a free slot (MAX_CONCURRENT_EXECUTIONS).
@@ -59,7 +61,6 @@ impl From<crate::events::RunError> for RunErrorInfo {
     }
 }
 
-/// One run of `claude` for one prompt.
 pub struct Execution(pub execution::Model);
 
 impl Execution {
@@ -68,6 +69,8 @@ impl Execution {
     }
 }
 
+/// One run of `claude` for one prompt (and the follow-up messages it
+/// took up).
 #[Object]
 impl Execution {
     pub async fn id(&self) -> ID {

@@ -3,10 +3,10 @@
 use async_graphql::{InputValueError, InputValueResult, Scalar, ScalarType, Value};
 use std::sync::Arc;
 
-/// Any JSON value.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Json(pub serde_json::Value);
 
+/// Any JSON value.
 #[Scalar(name = "JSON")]
 impl ScalarType for Json {
     fn parse(value: Value) -> InputValueResult<Self> {

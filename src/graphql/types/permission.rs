@@ -8,6 +8,7 @@ use super::Json;
 use crate::db::permissions as p;
 use crate::error::{AppError, AppResult};
 
+/// Where a permission request is.
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
 pub enum PermissionStatus {
     /// Waiting for an answer.
@@ -66,7 +67,6 @@ pub struct QuestionAnswer {
     pub selected: Vec<String>,
 }
 
-/// A tool-permission request of a run (`can_use_tool`), and its answer.
 pub struct PermissionRequest(pub permission_request::Model);
 
 impl PermissionRequest {
@@ -136,6 +136,8 @@ impl PermissionRequest {
     }
 }
 
+/// Claude asks before using a tool (`can_use_tool`): a tool use, a
+/// question, or a plan; and how it was answered.
 #[Object]
 impl PermissionRequest {
     pub async fn id(&self) -> ID {

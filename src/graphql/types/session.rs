@@ -11,6 +11,7 @@ use crate::{
     graphql::loaders::{load_error, loaders},
 };
 
+/// Whether a session takes new executions.
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
 pub enum SessionStatus {
     /// Accepts new executions.
@@ -28,9 +29,10 @@ impl SessionStatus {
     }
 }
 
-/// A conversation with Claude: executions that continue one another.
 pub struct Session(pub session::Model);
 
+/// A conversation with Claude: executions that continue one another
+/// (`--resume`), one at a time.
 #[Object]
 impl Session {
     pub async fn id(&self) -> ID {

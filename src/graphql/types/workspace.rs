@@ -10,9 +10,9 @@ use crate::{
     graphql::loaders::{load_error, loaders},
 };
 
-/// A named directory in which Claude runs.
 pub struct Workspace(pub workspace::Model);
 
+/// A named directory in which Claude runs.
 #[Object]
 impl Workspace {
     pub async fn id(&self) -> ID {
