@@ -27,7 +27,7 @@ use tokio::time::{interval_at, sleep, Instant};
 use tokio_stream::StreamMap;
 use tokio_util::task::AbortOnDropHandle;
 
-use super::router::HttpState;
+use super::{render::Plan, router::HttpState};
 use crate::{
     events::{subscription::execution_events, Event},
     graphql::{
@@ -496,7 +496,8 @@ async fn events_operation(
             stream::iter(responses).map(|r| Some(Frame::Response(Box::new(r)))).chain(stream::once(async { None })),
         );
     };
-    let renderer = Arc::new(Renderer { schema: http.schema.clone(), template, key, session });
+    let plan = template.document.as_ref().and_then(|d| Plan::compile(d, template.operation_name.as_deref()));
+    let renderer = Arc::new(Renderer { schema: http.schema.clone(), template, plan, key, session });
     let state = &http.state;
     let reader = state.broker.reader(&viewer.sub);
     let events = execution_events(state.db.clone(), state.broker.clone(), reader, execution_id, after_seq);
@@ -595,15 +596,23 @@ struct RenderTemplate {
 struct Renderer {
     schema: crate::graphql::AppSchema,
     template: RenderTemplate,
+    /// Writes the events it can without the engine.
+    plan: Option<Plan>,
     key: u64,
     session: Arc<Data>,
 }
 
 impl Renderer {
-    /// The response text for `event`: from its cache, or rendered by the
-    /// engine (once) and cached there for the other subscribers.
+    /// The response text for `event`: from its cache, or rendered (once:
+    /// by the plan, else by the engine) and cached there for the other
+    /// subscribers.
     async fn render(&self, event: Arc<Event>) -> Arc<str> {
         if let Some(text) = event.renders().get(self.key) {
+            return text;
+        }
+        if let Some(text) = self.plan.as_ref().and_then(|plan| plan.render(&event)) {
+            let text: Arc<str> = text.into();
+            event.renders().put(self.key, text.clone());
             return text;
         }
         let template = &self.template;
