@@ -11,7 +11,7 @@ use crate::helpers::{spawn_app, TestApp};
 
 struct Browser {
     client: Client,
-    _driver: tokio::process::Child,
+    _driver: Driver,
     _profile: tempfile::TempDir,
 }
 
@@ -28,10 +28,12 @@ async fn browser() -> Option<Browser> {
     // Two TLS backends are linked into the tests; the driver is plain HTTP.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // Its own process group: chromium and its helpers go with it.
     let driver = tokio::process::Command::new(chromedriver)
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .unwrap();
@@ -58,11 +60,24 @@ async fn browser() -> Option<Browser> {
             .connect(&format!("http://127.0.0.1:{port}"))
             .await
         {
-            return Some(Browser { client, _driver: driver, _profile: profile });
+            return Some(Browser { client, _driver: Driver(driver), _profile: profile });
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("chromedriver did not start");
+}
+
+/// chromedriver, in a process group of its own with the browser it starts.
+struct Driver(tokio::process::Child);
+
+impl Drop for Driver {
+    /// Whatever the test did (a failed one never closes its session), no
+    /// browser process outlives it.
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.id() {
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+        }
+    }
 }
 
 impl Browser {
