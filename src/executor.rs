@@ -102,6 +102,8 @@ pub struct Executor {
 
 struct Inner {
     db: DatabaseConnection,
+    /// Group-commits the lines of all runs.
+    writer: db::writer::StoreWriter,
     broker: Broker,
     runner: Runner,
     claude_bin: PathBuf,
@@ -142,6 +144,7 @@ impl Executor {
     pub fn new(db: DatabaseConnection, broker: Broker, config: ExecutorConfig, shutdown: CancellationToken) -> Self {
         Self {
             inner: Arc::new(Inner {
+                writer: db::writer::StoreWriter::new(db.clone()),
                 db,
                 broker,
                 runner: config.runner,
@@ -430,6 +433,7 @@ impl Executor {
         let (tx, rx) = mpsc::channel(LINE_BUFFER);
         let recorder = Recorder {
             db: inner.db.clone(),
+            writer: inner.writer.clone(),
             publisher,
             execution_id: execution.id,
             session_id: execution.session_id,

@@ -21,23 +21,27 @@ pub struct NewMessage {
 /// Rows per INSERT: stays under SQLite's bound-parameter limit.
 const ROWS_PER_INSERT: usize = 500;
 
-/// Stores a batch of one execution's messages and bumps the execution's and
-/// session's counters, in one transaction: either all of it is durable or
-/// none is.
-pub async fn store_batch(
-    db: &DatabaseConnection,
-    execution_id: Uuid,
-    session_id: Uuid,
-    batch: &[NewMessage],
-) -> DbResult<()> {
-    let Some(last) = batch.last() else { return Ok(()) };
+/// One execution's batch of lines, for [`store_batches`].
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub execution_id: Uuid,
+    pub session_id: Uuid,
+    pub messages: Vec<NewMessage>,
+}
+
+/// Stores batches (of one or several executions) and bumps each
+/// execution's and session's counters, in one transaction: either all of it
+/// is durable or none is.
+pub async fn store_batches(db: &DatabaseConnection, batches: &[&Batch]) -> DbResult<()> {
     let now = Utc::now();
     let txn = db.begin().await?;
-    for chunk in batch.chunks(ROWS_PER_INSERT) {
-        let rows = chunk.iter().map(|m| message::ActiveModel {
+    let rows = batches.iter().flat_map(|b| b.messages.iter().map(move |m| (b, m)));
+    let rows: Vec<_> = rows.collect();
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let models = chunk.iter().map(|(b, m)| message::ActiveModel {
             id: Default::default(),
-            execution_id: Set(execution_id),
-            session_id: Set(session_id),
+            execution_id: Set(b.execution_id),
+            session_id: Set(b.session_id),
             seq: Set(m.seq),
             session_seq: Set(m.session_seq),
             r#type: Set(m.type_name.clone()),
@@ -46,20 +50,23 @@ pub async fn store_batch(
             payload: Set(m.payload.clone()),
             created_at: Set(now),
         });
-        message::Entity::insert_many(rows).exec_without_returning(&txn).await?;
+        message::Entity::insert_many(models).exec_without_returning(&txn).await?;
     }
-    execution::Entity::update_many()
-        .col_expr(execution::Column::MessageCount, Expr::value(last.seq))
-        .filter(execution::Column::Id.eq(execution_id))
-        .exec(&txn)
-        .await?;
-    session::Entity::update_many()
-        .col_expr(session::Column::MessageCount, Expr::value(last.session_seq))
-        .col_expr(session::Column::LastActivityAt, Expr::value(now))
-        .filter(session::Column::Id.eq(session_id))
-        .exec(&txn)
-        .await?;
-    super::signals::notify(&txn, super::signals::EVENTS_CHANNEL, execution_id).await?;
+    for batch in batches.iter() {
+        let Some(last) = batch.messages.last() else { continue };
+        execution::Entity::update_many()
+            .col_expr(execution::Column::MessageCount, Expr::value(last.seq))
+            .filter(execution::Column::Id.eq(batch.execution_id))
+            .exec(&txn)
+            .await?;
+        session::Entity::update_many()
+            .col_expr(session::Column::MessageCount, Expr::value(last.session_seq))
+            .col_expr(session::Column::LastActivityAt, Expr::value(now))
+            .filter(session::Column::Id.eq(batch.session_id))
+            .exec(&txn)
+            .await?;
+        super::signals::notify(&txn, super::signals::EVENTS_CHANNEL, batch.execution_id).await?;
+    }
     txn.commit().await?;
     Ok(())
 }

@@ -12,6 +12,7 @@ pub mod replicas;
 pub mod sessions;
 pub mod signals;
 pub mod workspaces;
+pub mod writer;
 
 use std::time::Duration;
 

@@ -31,6 +31,8 @@ const STORE_ATTEMPTS: u32 = 8;
 /// The recorder's view of an execution.
 pub struct Recorder {
     pub db: DatabaseConnection,
+    /// Stores the lines (together with other runs' lines).
+    pub writer: db::writer::StoreWriter,
     pub publisher: Publisher,
     pub execution_id: Uuid,
     pub session_id: Uuid,
@@ -300,7 +302,7 @@ impl Recorder {
         let mut delay = Duration::from_millis(50);
         for attempt in 1..=STORE_ATTEMPTS {
             let started = Instant::now();
-            match db::messages::store_batch(&self.db, self.execution_id, self.session_id, batch).await {
+            match self.writer.store(self.execution_id, self.session_id, batch.to_vec()).await {
                 Ok(()) => {
                     self.broker.store_health().succeeded();
                     metrics::histogram!(m::STORE_BATCH_SECONDS).record(started.elapsed().as_secs_f64());

@@ -53,8 +53,9 @@ async fn a_lagging_subscriber_catches_up_from_the_store() {
                 payload: format!("{{\"type\":\"assistant\",\"n\":{seq}}}"),
             })
             .collect();
-        db::messages::store_batch(&conn, execution_id, session.id, &batch).await.unwrap();
-        for m in &batch {
+        let stored = db::messages::Batch { execution_id, session_id: session.id, messages: batch };
+        db::messages::store_batches(&conn, &[&stored]).await.unwrap();
+        for m in &stored.messages {
             publisher.publish(Event::Message(MessageEvent {
                 execution_id,
                 seq: Some(m.seq),
@@ -86,4 +87,72 @@ async fn a_lagging_subscriber_catches_up_from_the_store() {
         .collect();
     assert_eq!(seqs, (1..=TOTAL).collect::<Vec<_>>(), "every message once, in order");
     assert!(matches!(&**events.last().unwrap(), Event::Status(s) if s.status == "COMPLETED"));
+}
+
+/// The store writer commits the lines of many runs together, each caller
+/// hearing back once its lines are durable; a batch the store refuses
+/// fails alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_lines_are_committed_together_and_fail_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = db::connect(&format!("sqlite://{}/t.db?mode=rwc", dir.path().display())).await.unwrap();
+    let workspace = db::workspaces::create(&conn, "me", "w", "/tmp", false).await.unwrap();
+    let mut runs = Vec::new();
+    for _ in 0..20 {
+        let execution_id = Uuid::now_v7();
+        let session = db::sessions::create(&conn, workspace.id, execution_id, "a prompt").await.unwrap();
+        db::executions::create(
+            &conn,
+            db::executions::NewExecution {
+                id: execution_id,
+                session_id: session.id,
+                workspace_id: workspace.id,
+                prompt: "p".into(),
+                options: serde_json::json!({}),
+                metadata: None,
+                resumed_from: None,
+                replica_id: "test".into(),
+            },
+        )
+        .await
+        .unwrap();
+        runs.push((execution_id, session.id));
+    }
+    let line = |seq: i64| NewMessage {
+        seq,
+        session_seq: seq,
+        type_name: "assistant".into(),
+        subtype: None,
+        uuid: None,
+        payload: format!("{{\"n\":{seq}}}"),
+    };
+    let writer = db::writer::StoreWriter::new(conn.clone());
+    // Every run writes 10 batches of 30 lines at once; run 0 also repeats
+    // its first batch, which the store refuses (seq is unique).
+    let mut writes = Vec::new();
+    for (i, &(execution_id, session_id)) in runs.iter().enumerate() {
+        let writer = writer.clone();
+        writes.push(tokio::spawn(async move {
+            let mut results = Vec::new();
+            for b in 0..10 {
+                let batch: Vec<_> = (b * 30 + 1..=b * 30 + 30).map(line).collect();
+                results.push(writer.store(execution_id, session_id, batch).await.is_ok());
+            }
+            if i == 0 {
+                results.push(writer.store(execution_id, session_id, (1..=30).map(line).collect()).await.is_ok());
+            }
+            results
+        }));
+    }
+    for (i, write) in writes.into_iter().enumerate() {
+        let results = write.await.unwrap();
+        let expected: Vec<bool> = (0..10).map(|_| true).chain((i == 0).then_some(false)).collect();
+        assert_eq!(results, expected, "run {i}");
+    }
+    for &(execution_id, _) in &runs {
+        let stored = db::messages::after(&conn, execution_id, 0, 1000).await.unwrap();
+        assert_eq!(stored.iter().map(|m| m.seq).collect::<Vec<_>>(), (1..=300).collect::<Vec<_>>());
+        let execution = db::executions::find(&conn, execution_id).await.unwrap().unwrap();
+        assert_eq!(execution.message_count, 300);
+    }
 }
