@@ -1,7 +1,8 @@
 //! Benchmarks of claude-graphql: the real server (its own process, pinned
 //! to core 0) driven over real sockets by this process (pinned to core 1),
-//! each figure printed beside the same figure for a bare WebSocket
-//! broadcast of pre-serialised frames, the ceiling.
+//! each figure printed beside the same figure for the peer a user would
+//! pick (a Node graphql-ws server running the same stand-in, `bench/peer`)
+//! and for a bare WebSocket broadcast of pre-serialised frames, the ceiling.
 //!
 //!     cargo build --release && cargo run --release -p bench -- all
 //!
@@ -39,7 +40,8 @@ enum Scenario {
     Runs {
         #[arg(long, value_delimiter = ',', default_values_t = [10, 50])]
         runs: Vec<usize>,
-        #[arg(long, default_value_t = 1000)]
+        /// Per run (enough that the ceiling's CPU time is measurable).
+        #[arg(long, default_value_t = 5000)]
         messages: u64,
     },
     /// Open, idle subscriptions: memory per subscription, connect time, idle CPU.
@@ -107,7 +109,7 @@ fn main() -> Result<()> {
             Scenario::Soak { minutes, postgres } => soak::soak(minutes, postgres.as_deref()).await?,
             Scenario::All => {
                 scenarios::fanout(&mut report, &[1, 100, 1000, 5000], 1000, 200).await?;
-                scenarios::runs(&mut report, &[10, 50], 1000).await?;
+                scenarios::runs(&mut report, &[10, 50], 5000).await?;
                 scenarios::idle(&mut report, &[1000, 5000, 20000]).await?;
                 let postgres = std::env::var("BENCH_POSTGRES_URL").ok().filter(|u| !u.is_empty());
                 scenarios::store(&mut report, 100_000, postgres.as_deref()).await?;

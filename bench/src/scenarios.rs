@@ -22,34 +22,53 @@ const CONNECT_CONCURRENCY: usize = 200;
 /// Every measurement, for the closing table.
 #[derive(Default)]
 pub struct Report {
-    rows: Vec<(String, String, String, String)>,
+    rows: Vec<[String; 5]>,
+}
+
+/// A figure of claude-graphql, and the same figure of the peer and of the
+/// ceiling where they were measured.
+#[derive(Clone, Copy)]
+struct Figure {
+    value: f64,
+    peer: Option<f64>,
+    ceiling: Option<f64>,
+}
+
+impl Figure {
+    fn alone(value: f64) -> Figure {
+        Figure { value, peer: None, ceiling: None }
+    }
 }
 
 impl Report {
-    /// Records one figure (and its ceiling, if any) and prints its JSON line.
-    fn add(&mut self, scenario: &str, figure: &str, value: f64, unit: &str, ceiling: Option<f64>) {
-        let ratio = ceiling.map(|c| value / c);
+    /// Records one figure (with the peer's and the ceiling's, if any) and
+    /// prints its JSON line.
+    fn add(&mut self, scenario: &str, figure: &str, f: Figure, unit: &str) {
+        let ratio = |other: Option<f64>| other.map(|o| f.value / o);
         println!(
             "{}",
-            json!({ "scenario": scenario, "figure": figure, "value": value, "unit": unit, "ceiling": ceiling, "ratio": ratio })
+            json!({ "scenario": scenario, "figure": figure, "value": f.value, "unit": unit,
+                    "peer": f.peer, "peer_ratio": ratio(f.peer), "ceiling": f.ceiling, "ratio": ratio(f.ceiling) })
         );
-        self.rows.push((
+        let beside = |other: Option<f64>| match (other, ratio(other)) {
+            (Some(o), Some(r)) => format!("{} ({:.2}x)", format_value(o), r),
+            _ => "-".into(),
+        };
+        self.rows.push([
             scenario.to_owned(),
             format!("{figure} ({unit})"),
-            format_value(value),
-            match (ceiling, ratio) {
-                (Some(c), Some(r)) => format!("{} ({:.2}x)", format_value(c), r),
-                _ => "-".into(),
-            },
-        ));
+            format_value(f.value),
+            beside(f.peer),
+            beside(f.ceiling),
+        ]);
     }
 
     pub fn print_table(&self) {
         println!();
-        println!("| scenario | figure | claude-graphql | ceiling (ratio) |");
-        println!("|---|---|---|---|");
-        for (scenario, figure, value, ceiling) in &self.rows {
-            println!("| {scenario} | {figure} | {value} | {ceiling} |");
+        println!("| scenario | figure | claude-graphql | Node peer (ratio) | ceiling (ratio) |");
+        println!("|---|---|---|---|---|");
+        for [scenario, figure, value, peer, ceiling] in &self.rows {
+            println!("| {scenario} | {figure} | {value} | {peer} | {ceiling} |");
         }
     }
 }
@@ -142,10 +161,16 @@ async fn drain_all(
     Ok((seen, started.elapsed()))
 }
 
-/// One fan-out measurement against the real server.
-async fn fanout_server(n: usize, messages: u64, size: usize, delay_ms: u64) -> Result<Delivery> {
+/// One fan-out measurement against the real server (or the peer).
+async fn fanout_server(peer: bool, n: usize, messages: u64, size: usize, delay_ms: u64) -> Result<Option<Delivery>> {
     let dir = tempdir()?;
-    let server = Server::start(SERVER_CORE, None, &dir)?;
+    let server = match peer {
+        false => Server::start(SERVER_CORE, None, &dir)?,
+        true => match Server::start_peer(SERVER_CORE, &dir)? {
+            Some(server) => server,
+            None => return Ok(None),
+        },
+    };
     let workspace = server.workspace().await?;
     let go_file = dir.join("go");
     let prompt = format!("fake: messages={messages} size={size} delay_ms={delay_ms} wait_for={}", go_file.display());
@@ -156,7 +181,7 @@ async fn fanout_server(n: usize, messages: u64, size: usize, delay_ms: u64) -> R
     let (seen, elapsed) = drain_all(sockets, 3, || Ok(std::fs::write(&go_file, b"go")?)).await?;
     let cpu = cpu_time(server.pid()) - cpu_before;
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(Delivery::from(seen, elapsed, cpu))
+    Ok(Some(Delivery::from(seen, elapsed, cpu)))
 }
 
 /// The same measurement against the ceiling.
@@ -190,54 +215,77 @@ pub async fn fanout(report: &mut Report, counts: &[usize], messages: u64, size: 
         for (mode, delay_ms, count) in [("burst", 0, messages), ("paced 50/s", 20, messages.min(250))] {
             let scenario = format!("fan-out {n} subscribers, {mode}");
             eprintln!("running {scenario}");
-            let server = fanout_server(n, count, size, delay_ms).await?;
-            // count assistant messages, the result and the last lifecycle line.
-            check(&server, n as u64 * (count + 2), &scenario)?;
+            // The assistant messages, the result and the last lifecycle line.
+            let expected = n as u64 * (count + 2);
+            let server = fanout_server(false, n, count, size, delay_ms).await?.context("the server")?;
+            check(&server, expected, &scenario)?;
+            let peer = fanout_server(true, n, count, size, delay_ms).await?;
+            if let Some(peer) = &peer {
+                check(peer, expected, &format!("{scenario} (peer)"))?;
+            }
             let ceiling = fanout_ceiling(n, count, size, delay_ms).await?;
             check(&ceiling, n as u64 * count, &format!("{scenario} (ceiling)"))?;
-            let c = |v: f64| Some(v);
-            report.add(
-                &scenario,
-                "deliveries per server CPU-second",
-                server.per_cpu_second(),
-                "1/s",
-                c(ceiling.per_cpu_second()),
-            );
-            report.add(&scenario, "deliveries per second", server.per_second(), "1/s", c(ceiling.per_second()));
-            for (p, name) in [(50.0, "p50"), (99.0, "p99"), (100.0, "max")] {
-                let (s, c) = (percentile(&server.latencies, p), percentile(&ceiling.latencies, p));
-                report.add(&scenario, &format!("latency {name}"), s, "ms", Some(c));
-            }
-            report.add(&scenario, "seq gaps + duplicates", (server.gaps + server.duplicates) as f64, "count", None);
+            compare(report, &scenario, &server, peer.as_ref(), &ceiling);
         }
     }
     Ok(())
+}
+
+/// The figures of one scenario, beside the peer's and the ceiling's.
+fn compare(report: &mut Report, scenario: &str, server: &Delivery, peer: Option<&Delivery>, ceiling: &Delivery) {
+    let figure =
+        |f: &dyn Fn(&Delivery) -> f64| Figure { value: f(server), peer: peer.map(f), ceiling: Some(f(ceiling)) };
+    report.add(scenario, "deliveries per server CPU-second", figure(&Delivery::per_cpu_second), "1/s");
+    report.add(scenario, "deliveries per second", figure(&Delivery::per_second), "1/s");
+    for (p, name) in [(50.0, "p50"), (99.0, "p99"), (100.0, "max")] {
+        report.add(scenario, &format!("latency {name}"), figure(&|d: &Delivery| percentile(&d.latencies, p)), "ms");
+    }
+    let mistakes = (server.gaps + server.duplicates) as f64;
+    report.add(scenario, "seq gaps + duplicates", Figure::alone(mistakes), "count");
 }
 
 pub async fn runs(report: &mut Report, counts: &[usize], messages: u64) -> Result<()> {
     for &n in counts {
         let scenario = format!("{n} concurrent runs, 1 subscriber each");
         eprintln!("running {scenario}");
-        let dir = tempdir()?;
-        let server = Server::start(SERVER_CORE, None, &dir)?;
-        let workspace = server.workspace().await?;
-        let go_file = dir.join("go");
-        let prompt = format!("fake: messages={messages} size=200 wait_for={}", go_file.display());
-        let mut sockets = Vec::new();
-        for _ in 0..n {
-            let (execution, _) = server.start_run(&workspace, &prompt).await?;
-            sockets.extend(subscribers(&server.ws_url(), 1, &execution, 3).await?);
+        let expected = n as u64 * (messages + 2);
+        let server = runs_server(false, n, messages).await?.context("the server")?;
+        check(&server, expected, &scenario)?;
+        let peer = runs_server(true, n, messages).await?;
+        if let Some(peer) = &peer {
+            check(peer, expected, &format!("{scenario} (peer)"))?;
         }
-        let cpu_before = cpu_time(server.pid());
-        let (seen, elapsed) = drain_all(sockets, 3, || Ok(std::fs::write(&go_file, b"go")?)).await?;
-        let delivery = Delivery::from(seen, elapsed, cpu_time(server.pid()) - cpu_before);
-        check(&delivery, n as u64 * (messages + 2), &scenario)?;
-        report.add(&scenario, "deliveries per server CPU-second", delivery.per_cpu_second(), "1/s", None);
-        report.add(&scenario, "deliveries per second", delivery.per_second(), "1/s", None);
-        report.add(&scenario, "latency p99", percentile(&delivery.latencies, 99.0), "ms", None);
-        let _ = std::fs::remove_dir_all(&dir);
+        // The ceiling's equivalent: the same frames to n subscribers.
+        let ceiling = fanout_ceiling(n, messages, 200, 0).await?;
+        check(&ceiling, n as u64 * messages, &format!("{scenario} (ceiling)"))?;
+        compare(report, &scenario, &server, peer.as_ref(), &ceiling);
     }
     Ok(())
+}
+
+/// `n` runs at once, one subscriber each, against the server (or the peer).
+async fn runs_server(peer: bool, n: usize, messages: u64) -> Result<Option<Delivery>> {
+    let dir = tempdir()?;
+    let server = match peer {
+        false => Server::start(SERVER_CORE, None, &dir)?,
+        true => match Server::start_peer(SERVER_CORE, &dir)? {
+            Some(server) => server,
+            None => return Ok(None),
+        },
+    };
+    let workspace = server.workspace().await?;
+    let go_file = dir.join("go");
+    let prompt = format!("fake: messages={messages} size=200 wait_for={}", go_file.display());
+    let mut sockets = Vec::new();
+    for _ in 0..n {
+        let (execution, _) = server.start_run(&workspace, &prompt).await?;
+        sockets.extend(subscribers(&server.ws_url(), 1, &execution, 3).await?);
+    }
+    let cpu_before = cpu_time(server.pid());
+    let (seen, elapsed) = drain_all(sockets, 3, || Ok(std::fs::write(&go_file, b"go")?)).await?;
+    let cpu = cpu_time(server.pid()) - cpu_before;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(Some(Delivery::from(seen, elapsed, cpu)))
 }
 
 pub async fn idle(report: &mut Report, counts: &[usize]) -> Result<()> {
@@ -259,15 +307,15 @@ pub async fn idle(report: &mut Report, counts: &[usize]) -> Result<()> {
         let cpu_before = cpu_time(server.pid());
         tokio::time::sleep(Duration::from_secs(3)).await;
         let idle_cpu = cpu_time(server.pid()) - cpu_before;
+        let per_subscription = (rss_after.saturating_sub(rss_before)) as f64 / n as f64 / 1024.0;
+        report.add(&scenario, "server RSS per subscription", Figure::alone(per_subscription), "KiB");
+        report.add(&scenario, "connect + subscribe + replay, all", Figure::alone(connect.as_secs_f64() * 1000.0), "ms");
         report.add(
             &scenario,
-            "server RSS per subscription",
-            (rss_after.saturating_sub(rss_before)) as f64 / n as f64 / 1024.0,
-            "KiB",
-            None,
+            "server CPU while idle",
+            Figure::alone(idle_cpu.as_secs_f64() / 3.0 * 100.0),
+            "% of a core",
         );
-        report.add(&scenario, "connect + subscribe + replay, all", connect.as_secs_f64() * 1000.0, "ms", None);
-        report.add(&scenario, "server CPU while idle", idle_cpu.as_secs_f64() / 3.0 * 100.0, "% of a core", None);
         drop(sockets);
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -305,7 +353,12 @@ pub async fn store(report: &mut Report, messages: u64, postgres: Option<&str>) -
         let done = server.wait_finished(&execution, Duration::from_secs(600)).await?;
         let stored = done["messageCount"].as_f64().context("messageCount")?;
         let seconds = seconds_between(&done["startedAt"], &done["finishedAt"])?;
-        report.add(&scenario, "messages stored per second (durable before delivery)", stored / seconds, "1/s", None);
+        report.add(
+            &scenario,
+            "messages stored per second (durable before delivery)",
+            Figure::alone(stored / seconds),
+            "1/s",
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
     Ok(())
@@ -341,8 +394,8 @@ pub async fn logs(report: &mut Report, messages: u64, queries: usize) -> Result<
         }
     }
     latencies.sort_by(f64::total_cmp);
-    report.add(&scenario, "sessionLogs(limit: 100) p50", percentile(&latencies, 50.0), "ms", None);
-    report.add(&scenario, "sessionLogs(limit: 100) p99", percentile(&latencies, 99.0), "ms", None);
+    report.add(&scenario, "sessionLogs(limit: 100) p50", Figure::alone(percentile(&latencies, 50.0)), "ms");
+    report.add(&scenario, "sessionLogs(limit: 100) p99", Figure::alone(percentile(&latencies, 99.0)), "ms");
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
@@ -387,9 +440,9 @@ pub async fn start(report: &mut Report, samples: usize) -> Result<()> {
     end_to_end.sort_by(f64::total_cmp);
     stand_in.sort_by(f64::total_cmp);
     let (e2e, alone) = (percentile(&end_to_end, 50.0), percentile(&stand_in, 50.0));
-    report.add(&scenario, "p50 end to end", e2e, "ms", None);
-    report.add(&scenario, "p50 stand-in start-up alone", alone, "ms", None);
-    report.add(&scenario, "p50 server overhead", e2e - alone, "ms", None);
+    report.add(&scenario, "p50 end to end", Figure::alone(e2e), "ms");
+    report.add(&scenario, "p50 stand-in start-up alone", Figure::alone(alone), "ms");
+    report.add(&scenario, "p50 server overhead", Figure::alone(e2e - alone), "ms");
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

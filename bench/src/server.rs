@@ -55,9 +55,27 @@ impl Server {
             .arg(database_url.unwrap_or(&sqlite))
             .arg("--claude-bin")
             .arg(sibling("fake-claude")?)
-            .env("RUST_LOG", "warn,claude_graphql::app=info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .env("RUST_LOG", "warn,claude_graphql::app=info");
+        Self::launch(command, core, dir)
+    }
+
+    /// Starts the peer (`bench/peer`: Node, graphql-js, graphql-ws) with
+    /// the same stand-in, pinned to `core`; None when its packages are not
+    /// installed (`npm ci --prefix bench/peer`).
+    pub fn start_peer(core: usize, dir: &Path) -> Result<Option<Server>> {
+        let peer = Path::new(env!("CARGO_MANIFEST_DIR")).join("peer");
+        if !peer.join("node_modules/graphql-ws").is_dir() {
+            eprintln!("no peer: run `npm ci --prefix bench/peer` to measure it");
+            return Ok(None);
+        }
+        let mut command = Command::new("node");
+        command.arg(peer.join("server.mjs")).env("FAKE_CLAUDE", sibling("fake-claude")?);
+        Self::launch(command, core, dir).map(Some)
+    }
+
+    /// Runs `command` pinned to `core` and waits for the address it logs.
+    fn launch(mut command: Command, core: usize, dir: &Path) -> Result<Server> {
+        command.stdout(Stdio::null()).stderr(Stdio::piped());
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
             command.pre_exec(move || {
@@ -66,7 +84,7 @@ impl Server {
                 Ok(())
             });
         }
-        let mut child = command.spawn().context("starting claude-graphql")?;
+        let mut child = command.spawn().context("starting the server")?;
         let stderr = child.stderr.take().context("stderr")?;
         let mut lines = BufReader::new(stderr).lines();
         let addr = loop {
