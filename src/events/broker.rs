@@ -4,8 +4,10 @@
 //! terminal event has been sent; subscribers join it *before* they read the
 //! store, so nothing published in between is missed (they drop duplicates
 //! by `seq`). The channel is bounded: a subscriber that falls behind gets
-//! `Lagged` and catches up from the store, so it never slows the run or the
-//! other subscribers.
+//! `Lagged` and catches up, so it never slows the run or the other
+//! subscribers: from the execution's recent history, kept here in memory
+//! (the very events the others got, so their rendered texts are shared
+//! too), or from the store for what is older.
 
 use std::{
     collections::HashMap,
@@ -22,7 +24,53 @@ use super::Event;
 /// the store).
 const CHANNEL_CAPACITY: usize = 1024;
 
-type Channels = Arc<Mutex<HashMap<Uuid, broadcast::Sender<Arc<Event>>>>>;
+/// Recent messages kept per live execution, at most this many ...
+const HISTORY_EVENTS: usize = 8192;
+/// ... and this many bytes of lines.
+const HISTORY_BYTES: usize = 8 * 1024 * 1024;
+
+/// A live execution: its channel and its recent messages.
+struct Live {
+    tx: broadcast::Sender<Arc<Event>>,
+    history: Arc<Mutex<History>>,
+}
+
+type Channels = Arc<Mutex<HashMap<Uuid, Live>>>;
+
+/// The last stored messages of an execution, in order.
+#[derive(Default)]
+struct History {
+    events: std::collections::VecDeque<(i64, Arc<Event>)>,
+    bytes: usize,
+}
+
+impl History {
+    fn push(&mut self, seq: i64, event: Arc<Event>, size: usize) {
+        self.events.push_back((seq, event));
+        self.bytes += size;
+        while self.events.len() > HISTORY_EVENTS || (self.bytes > HISTORY_BYTES && self.events.len() > 1) {
+            if let Some((_, old)) = self.events.pop_front() {
+                self.bytes -= message_size(&old);
+            }
+        }
+    }
+
+    /// The messages after `after` (at most `max`), if nothing after it was
+    /// let go yet; an empty list when none came after it.
+    fn after(&self, after: i64, max: usize) -> Option<Vec<(i64, Arc<Event>)>> {
+        match self.events.front() {
+            Some((first, _)) if *first > after + 1 => None,
+            _ => Some(self.events.iter().filter(|(seq, _)| *seq > after).take(max).cloned().collect()),
+        }
+    }
+}
+
+fn message_size(event: &Event) -> usize {
+    match event {
+        Event::Message(m) => m.payload.len(),
+        _ => 0,
+    }
+}
 
 /// Every live execution's progress, status and permission events (no
 /// messages), for dashboards. Lagging behind only costs a dashboard a
@@ -78,13 +126,24 @@ impl Broker {
     /// only sender; dropping it closes the channel.
     pub fn open(&self, execution_id: Uuid) -> Publisher {
         let (tx, _) = broadcast::channel(CHANNEL_CAPACITY);
-        self.lock().insert(execution_id, tx.clone());
-        Publisher { execution_id, tx, channels: self.channels.clone(), activity: self.activity.clone() }
+        let history = Arc::new(Mutex::new(History::default()));
+        self.lock().insert(execution_id, Live { tx: tx.clone(), history: history.clone() });
+        Publisher { execution_id, tx, history, channels: self.channels.clone(), activity: self.activity.clone() }
     }
 
     /// Joins an execution's live events, if it is live on this server.
     pub fn subscribe(&self, execution_id: Uuid) -> Option<broadcast::Receiver<Arc<Event>>> {
-        self.lock().get(&execution_id).map(broadcast::Sender::subscribe)
+        self.lock().get(&execution_id).map(|live| live.tx.subscribe())
+    }
+
+    /// The stored messages of a live execution after `after` (at most
+    /// `max`, with their seqs) from memory; None when they are not all
+    /// there (the store has them). Anything newer is not yet published: a
+    /// subscriber gets it live.
+    pub fn recent(&self, execution_id: Uuid, after: i64, max: usize) -> Option<Vec<(i64, Arc<Event>)>> {
+        let history = self.lock().get(&execution_id)?.history.clone();
+        let history = history.lock().unwrap_or_else(|e| e.into_inner());
+        history.after(after, max)
     }
 
     /// Sends an event to an execution's live subscribers from outside its
@@ -92,8 +151,8 @@ impl Broker {
     pub fn publish_to(&self, execution_id: Uuid, event: Event) {
         let event = Arc::new(event);
         self.activity.send(&event);
-        if let Some(tx) = self.lock().get(&execution_id) {
-            let _ = tx.send(event);
+        if let Some(live) = self.lock().get(&execution_id) {
+            let _ = live.tx.send(event);
         }
     }
 
@@ -107,7 +166,7 @@ impl Broker {
         &self.wakeups
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, broadcast::Sender<Arc<Event>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Live>> {
         // A panic while holding this lock cannot leave the map half-changed.
         self.channels.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -117,14 +176,23 @@ impl Broker {
 pub struct Publisher {
     execution_id: Uuid,
     tx: broadcast::Sender<Arc<Event>>,
+    history: Arc<Mutex<History>>,
     channels: Channels,
     activity: Activity,
 }
 
 impl Publisher {
-    /// Sends to whoever listens now; nobody listening is fine.
+    /// Sends to whoever listens now; nobody listening is fine. A stored
+    /// message joins the history first, so a subscriber that finds it
+    /// missing there gets it from the channel.
     pub fn publish(&self, event: Event) {
         let event = Arc::new(event);
+        if let Event::Message(m) = &*event {
+            if let Some(seq) = m.seq {
+                let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+                history.push(seq, event.clone(), m.payload.len());
+            }
+        }
         self.activity.send(&event);
         let _ = self.tx.send(event);
     }
@@ -133,7 +201,7 @@ impl Publisher {
 impl Drop for Publisher {
     fn drop(&mut self) {
         let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-        if channels.get(&self.execution_id).is_some_and(|tx| tx.same_channel(&self.tx)) {
+        if channels.get(&self.execution_id).is_some_and(|live| live.tx.same_channel(&self.tx)) {
             channels.remove(&self.execution_id);
         }
     }

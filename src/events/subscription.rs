@@ -48,7 +48,18 @@ pub fn execution_events(
         let mut finished: Option<Arc<Event>> = None;
         let mut told_pending = false;
         loop {
-            // Catch up from the store.
+            // Catch up: from the recent history while the run is live here
+            // (what is not there yet comes live), else from the store.
+            while let Some(recent) = broker.recent(execution_id, last, REPLAY_PAGE as usize) {
+                let more = recent.len() == REPLAY_PAGE as usize;
+                for (seq, event) in recent {
+                    last = seq;
+                    yield event;
+                }
+                if !more {
+                    break;
+                }
+            }
             loop {
                 let page = stored_after(&reader, &db, execution_id, last).await;
                 let more = page.len() as u64 == REPLAY_PAGE;

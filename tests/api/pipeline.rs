@@ -156,3 +156,40 @@ async fn runs_lines_are_committed_together_and_fail_alone() {
         assert_eq!(execution.message_count, 300);
     }
 }
+
+/// A subscriber that falls behind a live run catches up from the run's
+/// recent history in memory: the very events the others got (so their
+/// rendered texts are shared), without reading the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_subscriber_of_a_live_run_catches_up_from_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = db::connect(&format!("sqlite://{}/t.db?mode=rwc", dir.path().display())).await.unwrap();
+    let execution_id = Uuid::now_v7();
+    let broker = Broker::default();
+    let publisher = broker.open(execution_id);
+    let mut stream = Box::pin(execution_events(conn.clone(), broker.clone(), broker.reader("local"), execution_id, 0));
+    assert!(stream.next().now_or_never().is_none());
+    // More than the channel holds, published while nobody reads, and not
+    // in the store at all: only the history can have them.
+    const TOTAL: i64 = 5000;
+    let mut published = Vec::new();
+    for seq in 1..=TOTAL {
+        publisher.publish(Event::Message(MessageEvent {
+            execution_id,
+            seq: Some(seq),
+            type_name: "assistant".into(),
+            subtype: None,
+            payload: Arc::from(format!("{{\"n\":{seq}}}").as_str()),
+            renders: Default::default(),
+        }));
+        published.push(seq);
+    }
+    let mut seen = Vec::new();
+    while seen.len() < TOTAL as usize {
+        let event = tokio::time::timeout(std::time::Duration::from_secs(10), stream.next()).await.unwrap().unwrap();
+        if let Event::Message(m) = &*event {
+            seen.push(m.seq.unwrap());
+        }
+    }
+    assert_eq!(seen, published, "every message once, in order, from memory");
+}
