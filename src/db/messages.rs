@@ -2,7 +2,7 @@
 
 use chrono::Utc;
 use entity::{execution, message, session};
-use sea_orm::{prelude::*, ActiveValue::Set, QueryOrder, QuerySelect, TransactionTrait};
+use sea_orm::{prelude::*, QueryOrder, QuerySelect, Statement, TransactionTrait};
 use uuid::Uuid;
 
 use super::DbResult;
@@ -35,22 +35,9 @@ pub struct Batch {
 pub async fn store_batches(db: &DatabaseConnection, batches: &[&Batch]) -> DbResult<()> {
     let now = Utc::now();
     let txn = db.begin().await?;
-    let rows = batches.iter().flat_map(|b| b.messages.iter().map(move |m| (b, m)));
-    let rows: Vec<_> = rows.collect();
+    let rows: Vec<_> = batches.iter().flat_map(|b| b.messages.iter().map(move |m| (*b, m))).collect();
     for chunk in rows.chunks(ROWS_PER_INSERT) {
-        let models = chunk.iter().map(|(b, m)| message::ActiveModel {
-            id: Default::default(),
-            execution_id: Set(b.execution_id),
-            session_id: Set(b.session_id),
-            seq: Set(m.seq),
-            session_seq: Set(m.session_seq),
-            r#type: Set(m.type_name.clone()),
-            subtype: Set(m.subtype.clone()),
-            uuid: Set(m.uuid.clone()),
-            payload: Set(m.payload.clone()),
-            created_at: Set(now),
-        });
-        message::Entity::insert_many(models).exec_without_returning(&txn).await?;
+        txn.execute(insert_statement(txn.get_database_backend(), chunk, now)).await?;
     }
     for batch in batches.iter() {
         let Some(last) = batch.messages.last() else { continue };
@@ -69,6 +56,53 @@ pub async fn store_batches(db: &DatabaseConnection, batches: &[&Batch]) -> DbRes
     }
     txn.commit().await?;
     Ok(())
+}
+
+/// One multi-row INSERT of `rows`, written directly: the lines are the
+/// hot path, and the values go through the same binder as every other
+/// statement's (so they are stored exactly as the entity reads them).
+fn insert_statement(
+    backend: sea_orm::DatabaseBackend,
+    rows: &[(&Batch, &NewMessage)],
+    now: chrono::DateTime<Utc>,
+) -> Statement {
+    const COLUMNS: &str =
+        "\"execution_id\", \"session_id\", \"seq\", \"session_seq\", \"type\", \"subtype\", \"uuid\", \"payload\", \"created_at\"";
+    let mut sql = String::with_capacity(64 + rows.len() * 48);
+    sql.push_str("INSERT INTO \"message\" (");
+    sql.push_str(COLUMNS);
+    sql.push_str(") VALUES ");
+    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(rows.len() * 9);
+    for (i, (batch, m)) in rows.iter().enumerate() {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for column in 0..9 {
+            if column > 0 {
+                sql.push(',');
+            }
+            match backend {
+                sea_orm::DatabaseBackend::Postgres => {
+                    let _ = std::fmt::Write::write_fmt(&mut sql, format_args!("${}", values.len() + column + 1));
+                }
+                _ => sql.push('?'),
+            }
+        }
+        sql.push(')');
+        values.extend([
+            batch.execution_id.into(),
+            batch.session_id.into(),
+            m.seq.into(),
+            m.session_seq.into(),
+            m.type_name.clone().into(),
+            m.subtype.clone().into(),
+            m.uuid.clone().into(),
+            m.payload.clone().into(),
+            now.into(),
+        ]);
+    }
+    Statement::from_sql_and_values(backend, sql, values)
 }
 
 /// An execution's messages with `seq > after_seq`, in order, at most `limit`.
