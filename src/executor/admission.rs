@@ -1,0 +1,110 @@
+//! A start: checked, admitted (one user at a time), stored, spawned.
+
+use super::*;
+
+impl Executor {
+    /// Creates the execution (and a session if none is given), queues it,
+    /// and returns at once.
+    pub async fn start(&self, owner: &str, req: StartRequest) -> AppResult<(execution::Model, session::Model)> {
+        let db = &self.inner.db;
+        // Users who stopped starting runs need no bucket any more.
+        if self.inner.starts.len() > RATE_LIMITED_USERS {
+            self.inner.starts.retain_recent();
+        }
+        if let Err(not_until) = self.inner.starts.check_key(&owner.to_owned()) {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            return Err(AppError::RateLimited {
+                message: "too many executions started; try again later".into(),
+                retry_after_ms: wait.as_millis().max(1) as u64,
+            });
+        }
+        let workspace =
+            db::workspaces::get(db, owner, req.workspace_id).await?.ok_or(AppError::NotFound("workspace"))?;
+        // The directory may have been swapped for a link since it was
+        // registered (the runner refuses links again when it starts).
+        self.inner.roots.check_registered(&workspace.path, owner)?;
+        let existing = match req.session_id {
+            Some(id) => {
+                let session = db::sessions::get(db, owner, id).await?.ok_or(AppError::NotFound("session"))?;
+                if session.workspace_id != workspace.id {
+                    return Err(AppError::bad_input("sessionId", "the session belongs to another workspace"));
+                }
+                if session.status == db::sessions::CLOSED {
+                    return Err(AppError::SessionClosed(id.to_string()));
+                }
+                Some(session)
+            }
+            None => None,
+        };
+
+        let execution_id = Uuid::now_v7();
+        // The channel exists before the execution does, so a subscriber can
+        // never find a live execution without one.
+        let publisher = self.inner.broker.open(execution_id);
+        let options = serde_json::to_value(&req.options).map_err(|e| AppError::Internal(e.to_string()))?;
+        // The active-run check and the insert are one transaction, and
+        // admissions of one user never overlap (in this server, and across
+        // replicas by an advisory lock): racing starts cannot all pass.
+        let _admission = self.inner.admission.lock().await;
+        let txn = db.begin().await.map_err(db::DbError::from)?;
+        db::lock_for(&txn, &format!("admission:{owner}")).await?;
+        // Deletions take the same lock: the workspace (and the session,
+        // checked by its claim below) are still there.
+        db::workspaces::get(&txn, owner, workspace.id).await?.ok_or(AppError::NotFound("workspace"))?;
+        if db::executions::count_active(&txn, owner).await? >= self.inner.max_active_per_user {
+            return Err(AppError::RateLimited {
+                message: format!(
+                    "at most {} executions may be pending or running at once",
+                    self.inner.max_active_per_user
+                ),
+                retry_after_ms: 1000,
+            });
+        }
+        let session = match existing {
+            Some(session) => {
+                if !db::sessions::claim(&txn, session.id, execution_id).await? {
+                    let now = db::sessions::find(&txn, session.id).await?;
+                    return Err(match now {
+                        Some(s) if s.status == db::sessions::CLOSED => AppError::SessionClosed(s.id.to_string()),
+                        Some(_) => AppError::SessionBusy(session.id.to_string()),
+                        None => AppError::NotFound("session"),
+                    });
+                }
+                // Read after the claim: the previous run may have recorded
+                // Claude's session id (to resume) in the meantime.
+                db::sessions::find(&txn, session.id).await?.unwrap_or(session)
+            }
+            None => db::sessions::create(&txn, workspace.id, execution_id, &req.prompt).await?,
+        };
+        let execution = db::executions::create(
+            &txn,
+            db::executions::NewExecution {
+                id: execution_id,
+                session_id: session.id,
+                workspace_id: workspace.id,
+                prompt: req.prompt.clone(),
+                options,
+                metadata: req.metadata,
+                resumed_from: session.claude_session_id.clone(),
+                replica_id: self.inner.replica_id.clone(),
+            },
+        )
+        .await?;
+        txn.commit().await.map_err(db::DbError::from)?;
+        drop(_admission);
+        // No await between the commit and the spawn: if the client goes away
+        // and this future is dropped, the run still has its task.
+        let mut options = req.options;
+        options.require_approval = Some(options.require_approval.unwrap_or(workspace.require_approval));
+        let command = ClaudeCommand {
+            run_id: execution.id,
+            bin: self.inner.claude_bin.clone(),
+            cwd: PathBuf::from(&workspace.path),
+            resume: execution.resumed_from.clone(),
+            options,
+        };
+        self.spawn_run(execution.clone(), command, req.prompt, publisher);
+        let session = db::sessions::find(db, session.id).await?.unwrap_or(session);
+        Ok((execution, session))
+    }
+}

@@ -1,0 +1,207 @@
+//! The executor: starts, queues, runs, cancels and finishes executions.
+//!
+//! Every run is a task on the executor's `TaskTracker`, with a `StopHandle`
+//! that is a child of the server's shutdown token: cancelling one run, or
+//! all of them on shutdown, goes through the same path. A semaphore caps
+//! how many run at once; tokio's semaphore is fair, so queued (PENDING)
+//! runs start in the order they were created.
+//!
+//! The parts: `admission` (a start checked and admitted), `lifecycle` (a
+//! run from spawn to its stored end), `control` (cancel, interrupt,
+//! follow-up messages, permission answers, from this server or another),
+//! `recovery` (leases, and runs a gone server left behind).
+
+mod admission;
+mod control;
+mod lifecycle;
+mod recovery;
+
+use std::{
+    collections::HashMap,
+    num::NonZeroU32,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use entity::{execution, session};
+use governor::{
+    clock::{Clock, DefaultClock},
+    DefaultKeyedRateLimiter, Quota, RateLimiter,
+};
+use sea_orm::{DatabaseConnection, TransactionTrait};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::{info, info_span, warn, Instrument};
+use uuid::Uuid;
+
+use crate::{
+    claude::{
+        policy::ToolPolicy, runner::StopHandle, ClaudeCommand, ClaudeError, Outcome, RunCommand, RunEnd, RunOptions,
+        Runner, StopReason,
+    },
+    db::{self, executions::Finish},
+    error::{AppError, AppResult},
+    events::{
+        recorder::Recorder, subscription::terminal_status, Broker, Event, ProgressEvent, Publisher, RunError,
+        StatusEvent,
+    },
+    paths::WorkspaceRoots,
+    telemetry::metrics::{self as m, GaugeGuard},
+};
+
+/// Lines buffered between the runner and the recorder; when full, reading
+/// claude's stdout pauses (the store is the one thing allowed to slow it).
+const LINE_BUFFER: usize = 4096;
+
+/// Above this many users with a start-rate bucket, idle ones are dropped.
+const RATE_LIMITED_USERS: usize = 10_000;
+
+/// Commands queued for one runner.
+const COMMAND_BUFFER: usize = 64;
+
+/// A request to run a prompt, already validated.
+#[derive(Debug, Clone)]
+pub struct StartRequest {
+    pub workspace_id: Uuid,
+    pub session_id: Option<Uuid>,
+    pub prompt: String,
+    pub options: RunOptions,
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// What a queued run is started with.
+struct Launch {
+    command: ClaudeCommand,
+    prompt: String,
+    publisher: Publisher,
+    /// Counts the run as pending until it gets a slot.
+    pending: GaugeGuard,
+    commands: mpsc::Receiver<RunCommand>,
+    /// For the recorder's answers (expired permission requests).
+    commands_tx: mpsc::Sender<RunCommand>,
+}
+
+/// A client's answer to a permission request.
+#[derive(Debug, Clone, Default)]
+pub struct PermissionAnswer {
+    pub allow: bool,
+    /// The tool input to run with (allow); the original one when None.
+    pub updated_input: Option<serde_json::Value>,
+    /// The reason given to the model (deny).
+    pub message: Option<String>,
+    /// Index of a `permission_suggestions` entry to apply (allow).
+    pub apply_suggestion: Option<usize>,
+}
+
+/// One live run's handles.
+#[derive(Clone)]
+struct RunHandle {
+    stop: StopHandle,
+    /// Interrupts, follow-up messages and permission answers for the runner.
+    commands: mpsc::Sender<RunCommand>,
+    /// Cancelled once the run's final state is stored.
+    done: CancellationToken,
+}
+
+/// Runs executions; cheap to clone.
+#[derive(Clone)]
+pub struct Executor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: DatabaseConnection,
+    /// Group-commits the lines of all runs.
+    writer: db::writer::StoreWriter,
+    broker: Broker,
+    runner: Runner,
+    claude_bin: PathBuf,
+    replica_id: String,
+    slots: Arc<Semaphore>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+    runs: Mutex<HashMap<Uuid, RunHandle>>,
+    /// startExecution calls per user and minute.
+    starts: DefaultKeyedRateLimiter<String>,
+    max_active_per_user: u64,
+    permission_timeout: Duration,
+    policy: ToolPolicy,
+    roots: WorkspaceRoots,
+    /// Serialises admissions on this server (see `start`).
+    admission: tokio::sync::Mutex<()>,
+    stall_after: Duration,
+}
+
+/// How the executor is set up.
+pub struct ExecutorConfig {
+    pub claude_bin: PathBuf,
+    pub replica_id: String,
+    pub max_concurrent: usize,
+    pub runner: Runner,
+    pub starts_per_minute: NonZeroU32,
+    pub max_active_per_user: u64,
+    pub permission_timeout: Duration,
+    /// What clients may grant.
+    pub policy: ToolPolicy,
+    /// Where workspaces may be (checked again at every start).
+    pub roots: WorkspaceRoots,
+    /// A run quiet for this long is stalled.
+    pub stall_after: Duration,
+}
+
+impl Executor {
+    pub fn new(db: DatabaseConnection, broker: Broker, config: ExecutorConfig, shutdown: CancellationToken) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                writer: db::writer::StoreWriter::new(db.clone()),
+                db,
+                broker,
+                runner: config.runner,
+                claude_bin: config.claude_bin,
+                replica_id: config.replica_id,
+                slots: Arc::new(Semaphore::new(config.max_concurrent)),
+                tracker: TaskTracker::new(),
+                shutdown,
+                runs: Mutex::default(),
+                starts: RateLimiter::keyed(Quota::per_minute(config.starts_per_minute)),
+                max_active_per_user: config.max_active_per_user,
+                permission_timeout: config.permission_timeout,
+                policy: config.policy,
+                roots: config.roots,
+                admission: tokio::sync::Mutex::new(()),
+                stall_after: config.stall_after,
+            }),
+        }
+    }
+    /// What clients may grant on this server.
+    pub fn policy(&self) -> &ToolPolicy {
+        &self.inner.policy
+    }
+
+    /// Where workspaces may be registered.
+    pub fn roots(&self) -> &WorkspaceRoots {
+        &self.inner.roots
+    }
+    /// Runs a short task for another replica's request on the executor's
+    /// tracker, so shutdown waits for it too.
+    pub fn spawn_owned(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.inner.tracker.spawn(task);
+    }
+    /// How many executions are running or queued on this server.
+    pub fn live_runs(&self) -> usize {
+        self.lock_runs().len()
+    }
+
+    /// Waits for every run to end after the shutdown token was cancelled.
+    pub async fn wait_stopped(&self, patience: Duration) {
+        self.inner.tracker.close();
+        if tokio::time::timeout(patience, self.inner.tracker.wait()).await.is_err() {
+            warn!("some runs did not stop in time");
+        }
+    }
+
+    fn lock_runs(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, RunHandle>> {
+        self.inner.runs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
