@@ -5,7 +5,6 @@ pub mod graphql;
 pub mod graphql_http;
 pub mod health;
 pub mod pages;
-pub mod render;
 pub mod router;
 pub mod ws;
 

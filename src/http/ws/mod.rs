@@ -7,6 +7,13 @@
 //! take more, so a slow client slows nobody else: its subscriptions fall
 //! behind and catch up from the store), the `connection_init` deadline and
 //! the keep-alive timer.
+//!
+//! `shared` renders `executionEvents` once per event for all the
+//! subscribers of one document; `plan` writes most of those frames without
+//! the engine.
+
+mod plan;
+mod shared;
 
 use std::{
     hash::{Hash, Hasher},
@@ -27,7 +34,7 @@ use tokio::time::{interval_at, sleep, Instant};
 use tokio_stream::StreamMap;
 use tokio_util::task::AbortOnDropHandle;
 
-use super::{render::Plan, router::HttpState};
+use super::router::HttpState;
 use crate::{
     events::{subscription::execution_events, Event},
     graphql::{
@@ -40,6 +47,7 @@ use crate::{
     },
     telemetry::metrics::{self as m, GaugeGuard},
 };
+use shared::{events_operation, shared_render_key};
 
 /// Which subprotocol a connection speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -465,52 +473,6 @@ impl Connection {
     }
 }
 
-/// `executionEvents`, with each live event rendered once per document for
-/// all its subscribers. The engine first checks the document, variables and
-/// access (a probe that yields nothing); the events then come straight from
-/// the pipeline, and only the rendering goes through the engine, once per
-/// event and document.
-async fn events_operation(
-    http: HttpState,
-    prepared: Prepared,
-    key: u64,
-    session: Arc<Data>,
-    viewer: &Viewer,
-) -> Operation {
-    let probe = Probe::default();
-    let template = RenderTemplate {
-        query: prepared.request.query.clone(),
-        operation_name: prepared.request.operation_name.clone(),
-        variables: prepared.request.variables.clone(),
-        document: prepared.document.clone(),
-    };
-    let responses: Vec<Response> = http
-        .schema
-        .execute_stream_with_session_data(prepared.into_request().data(probe.clone()), session.clone())
-        .collect()
-        .await;
-    let checked = probe.0.lock().unwrap_or_else(|e| e.into_inner()).take();
-    let (Some((execution_id, after_seq)), true) = (checked, responses.is_empty()) else {
-        // Invalid, not found, not allowed: the engine's own answer.
-        return Box::pin(
-            stream::iter(responses).map(|r| Some(Frame::Response(Box::new(r)))).chain(stream::once(async { None })),
-        );
-    };
-    let plan = template.document.as_ref().and_then(|d| Plan::compile(d, template.operation_name.as_deref()));
-    let renderer = Arc::new(Renderer { schema: http.schema.clone(), template, plan, key, session });
-    let state = &http.state;
-    let reader = state.broker.reader(&viewer.sub);
-    let events = execution_events(state.db.clone(), state.broker.clone(), reader, execution_id, after_seq);
-    Box::pin(
-        events
-            .then(move |event| {
-                let renderer = renderer.clone();
-                async move { Some(Frame::Rendered(renderer.render(event).await)) }
-            })
-            .chain(stream::once(async { None })),
-    )
-}
-
 impl Connection {
     async fn on_operation_item(&mut self, id: String, item: Option<Frame>) -> Result<(), Close> {
         let kind = match self.protocol {
@@ -552,85 +514,6 @@ impl OperationPayload {
             variables: this.variables,
             extensions: this.extensions,
         }
-    }
-}
-
-/// For a subscription to `executionEvents` alone (the case worth sharing),
-/// the key its renders are shared under: the document, the operation, and
-/// the variables except the one bound to `afterSeq`, which decides where a
-/// subscriber starts but not how an event looks.
-fn shared_render_key(payload: &OperationPayload, document: Option<&ExecutableDocument>) -> Option<u64> {
-    let query = payload.query.as_deref()?;
-    let operation = crate::graphql::selected_operation(document?, payload.operation_name.as_deref())?;
-    if operation.node.ty != OperationType::Subscription {
-        return None;
-    }
-    let [item] = operation.node.selection_set.node.items.as_slice() else { return None };
-    let Selection::Field(field) = &item.node else { return None };
-    if field.node.name.node != "executionEvents" || !field.node.directives.is_empty() {
-        return None;
-    }
-    let after_variable = field.node.get_argument("afterSeq").and_then(|v| match &v.node {
-        async_graphql_value::Value::Variable(name) => Some(name.to_string()),
-        _ => None,
-    });
-    let mut variables = payload.variables.clone().unwrap_or_default();
-    if let Some(name) = after_variable {
-        variables.remove(&name);
-    }
-    let mut hasher = std::hash::DefaultHasher::new();
-    (query, &payload.operation_name, Value::Object(variables).to_string()).hash(&mut hasher);
-    Some(hasher.finish())
-}
-
-/// What every render of one subscription starts from.
-struct RenderTemplate {
-    query: String,
-    operation_name: Option<String>,
-    variables: async_graphql::Variables,
-    /// The document, parsed once (it was checked by the probe).
-    document: Option<ExecutableDocument>,
-}
-
-/// Renders events for one subscription document.
-struct Renderer {
-    schema: crate::graphql::AppSchema,
-    template: RenderTemplate,
-    /// Writes the events it can without the engine.
-    plan: Option<Plan>,
-    key: u64,
-    session: Arc<Data>,
-}
-
-impl Renderer {
-    /// The response text for `event`: from its cache, or rendered (once:
-    /// by the plan, else by the engine) and cached there for the other
-    /// subscribers.
-    async fn render(&self, event: Arc<Event>) -> Arc<str> {
-        if let Some(text) = event.renders().get(self.key) {
-            return text;
-        }
-        if let Some(text) = self.plan.as_ref().and_then(|plan| plan.render(&event)) {
-            let text: Arc<str> = text.into();
-            event.renders().put(self.key, text.clone());
-            return text;
-        }
-        let template = &self.template;
-        let mut request =
-            Request::new(template.query.clone()).variables(template.variables.clone()).data(RenderOne(event.clone()));
-        request.operation_name = template.operation_name.clone();
-        if let Some(document) = &template.document {
-            request.set_parsed_query(document.clone());
-        }
-        let response = self
-            .schema
-            .execute_stream_with_session_data(request, self.session.clone())
-            .next()
-            .await
-            .unwrap_or_default();
-        let text: Arc<str> = serde_json::to_string(&response).unwrap_or_else(|_| "{}".into()).into();
-        event.renders().put(self.key, text.clone());
-        text
     }
 }
 
