@@ -9,8 +9,7 @@ pub struct Model {
     pub id: Uuid,
     pub session_id: Uuid,
     pub workspace_id: Uuid,
-    /// `PENDING`, `RUNNING`, `COMPLETED`, `FAILED` or `CANCELLED`.
-    pub status: String,
+    pub status: ExecutionStatus,
     pub prompt: String,
     /// The start options (system prompt, model, max turns, ...) as given.
     pub options: Json,
@@ -40,6 +39,46 @@ pub struct Model {
     pub model: Option<String>,
     /// Its owner's change counter at its latest change (see `db::clock`).
     pub change_seq: Option<i64>,
+}
+
+/// Where a run is; stored as its name (`PENDING`, ...).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+pub enum ExecutionStatus {
+    /// Waiting for a free slot.
+    #[sea_orm(string_value = "PENDING")]
+    Pending,
+    #[sea_orm(string_value = "RUNNING")]
+    Running,
+    #[sea_orm(string_value = "COMPLETED")]
+    Completed,
+    /// (A run's end that says nothing else failed.)
+    #[default]
+    #[sea_orm(string_value = "FAILED")]
+    Failed,
+    #[sea_orm(string_value = "CANCELLED")]
+    Cancelled,
+}
+
+impl ExecutionStatus {
+    /// Pending or running.
+    pub const ACTIVE: [ExecutionStatus; 2] = [ExecutionStatus::Pending, ExecutionStatus::Running];
+
+    /// Whether it is final.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
+    }
+
+    /// Its name, as stored and as the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Running => "RUNNING",
+            Self::Completed => "COMPLETED",
+            Self::Failed => "FAILED",
+            Self::Cancelled => "CANCELLED",
+        }
+    }
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

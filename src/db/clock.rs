@@ -12,10 +12,7 @@ use entity::execution;
 use sea_orm::{prelude::*, DatabaseBackend, QueryOrder, QuerySelect, Statement};
 use uuid::Uuid;
 
-use super::{
-    executions::{PENDING, RUNNING},
-    DbResult,
-};
+use super::{executions::Status, DbResult};
 
 /// Stamps a change of `execution_id` with its owner's next number (and
 /// signals it to other replicas).
@@ -74,7 +71,7 @@ pub async fn active(
 ) -> DbResult<Vec<execution::Model>> {
     let mut query = execution::Entity::find()
         .filter(execution::Column::WorkspaceId.in_subquery(super::workspaces::owned_by(owner)))
-        .filter(execution::Column::Status.is_in([PENDING, RUNNING]));
+        .filter(execution::Column::Status.is_in(Status::ACTIVE.map(Status::as_str)));
     if let Some(workspace) = workspace {
         query = query.filter(execution::Column::WorkspaceId.eq(workspace));
     }

@@ -8,11 +8,7 @@ use uuid::Uuid;
 
 use super::DbResult;
 
-pub const PENDING: &str = "PENDING";
-pub const RUNNING: &str = "RUNNING";
-pub const COMPLETED: &str = "COMPLETED";
-pub const FAILED: &str = "FAILED";
-pub const CANCELLED: &str = "CANCELLED";
+pub use entity::execution::ExecutionStatus as Status;
 
 /// What a new execution is made of.
 pub struct NewExecution {
@@ -31,7 +27,7 @@ pub async fn create(db: &impl ConnectionTrait, new: NewExecution) -> DbResult<ex
         id: Set(new.id),
         session_id: Set(new.session_id),
         workspace_id: Set(new.workspace_id),
-        status: Set(PENDING.into()),
+        status: Set(Status::Pending),
         prompt: Set(new.prompt),
         options: Set(new.options),
         metadata: Set(new.metadata),
@@ -100,10 +96,10 @@ pub async fn set_stalled(db: &DatabaseConnection, id: Uuid, since: Option<chrono
 pub async fn mark_running(db: &DatabaseConnection, id: Uuid) -> DbResult<bool> {
     let txn = db.begin().await?;
     let updated = execution::Entity::update_many()
-        .col_expr(execution::Column::Status, Expr::value(RUNNING))
+        .col_expr(execution::Column::Status, Expr::value(Status::Running.as_str()))
         .col_expr(execution::Column::StartedAt, Expr::value(Utc::now()))
         .filter(execution::Column::Id.eq(id))
-        .filter(execution::Column::Status.eq(PENDING))
+        .filter(execution::Column::Status.eq(Status::Pending.as_str()))
         .exec(&txn)
         .await?;
     if updated.rows_affected == 1 {
@@ -135,7 +131,7 @@ pub async fn record_init(
 /// How a run ended, as stored.
 #[derive(Debug, Clone, Default)]
 pub struct Finish {
-    pub status: &'static str,
+    pub status: Status,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
     pub exit_code: Option<i32>,
@@ -158,7 +154,7 @@ pub async fn finish(
     let txn = db.begin().await?;
     let now = Utc::now();
     let updated = execution::Entity::update_many()
-        .col_expr(execution::Column::Status, Expr::value(f.status))
+        .col_expr(execution::Column::Status, Expr::value(f.status.as_str()))
         .col_expr(execution::Column::ErrorCode, Expr::value(f.error_code))
         .col_expr(execution::Column::ErrorMessage, Expr::value(f.error_message))
         .col_expr(execution::Column::ExitCode, Expr::value(f.exit_code))
@@ -168,7 +164,7 @@ pub async fn finish(
         .col_expr(execution::Column::Result, Expr::value(f.result))
         .col_expr(execution::Column::FinishedAt, Expr::value(now))
         .filter(execution::Column::Id.eq(id))
-        .filter(execution::Column::Status.is_in([PENDING, RUNNING]))
+        .filter(execution::Column::Status.is_in(Status::ACTIVE.map(Status::as_str)))
         .exec(&txn)
         .await?;
     if updated.rows_affected == 0 {
@@ -197,7 +193,7 @@ pub async fn finish(
 pub async fn count_active(db: &impl ConnectionTrait, owner: &str) -> DbResult<u64> {
     let owned = super::workspaces::owned_by(owner);
     Ok(execution::Entity::find()
-        .filter(execution::Column::Status.is_in([PENDING, RUNNING]))
+        .filter(execution::Column::Status.is_in(Status::ACTIVE.map(Status::as_str)))
         .filter(execution::Column::WorkspaceId.in_subquery(owned))
         .count(db)
         .await?)
@@ -207,7 +203,7 @@ pub async fn count_active(db: &impl ConnectionTrait, owner: &str) -> DbResult<u6
 /// without finishing them.
 pub async fn unfinished(db: &DatabaseConnection, replica_id: &str) -> DbResult<Vec<execution::Model>> {
     Ok(execution::Entity::find()
-        .filter(execution::Column::Status.is_in([PENDING, RUNNING]))
+        .filter(execution::Column::Status.is_in(Status::ACTIVE.map(Status::as_str)))
         .filter(execution::Column::ReplicaId.eq(replica_id))
         .all(db)
         .await?)
@@ -216,7 +212,7 @@ pub async fn unfinished(db: &DatabaseConnection, replica_id: &str) -> DbResult<V
 /// Which of an owner's executions a listing or a total covers.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
-    pub statuses: Vec<&'static str>,
+    pub statuses: Vec<Status>,
     pub workspace_id: Option<Uuid>,
     pub session_id: Option<Uuid>,
     /// Created at or after.
@@ -232,7 +228,7 @@ impl Filter {
         let mut condition = sea_orm::Condition::all()
             .add(execution::Column::WorkspaceId.in_subquery(super::workspaces::owned_by(owner)));
         if !self.statuses.is_empty() {
-            condition = condition.add(execution::Column::Status.is_in(self.statuses.iter().copied()));
+            condition = condition.add(execution::Column::Status.is_in(self.statuses.iter().map(|s| s.as_str())));
         }
         if let Some(id) = self.workspace_id {
             condition = condition.add(execution::Column::WorkspaceId.eq(id));

@@ -6,10 +6,7 @@ use entity::{execution, session, workspace};
 use sea_orm::{prelude::*, PaginatorTrait, TransactionTrait};
 use uuid::Uuid;
 
-use super::{
-    executions::{PENDING, RUNNING},
-    DbResult,
-};
+use super::{executions::Status, DbResult};
 
 /// What is deleted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +45,7 @@ pub async fn remove(db: &DatabaseConnection, owner: &str, target: Target) -> DbR
     }
     let active = execution::Entity::find()
         .filter(under.eq(id))
-        .filter(execution::Column::Status.is_in([PENDING, RUNNING]))
+        .filter(execution::Column::Status.is_in(Status::ACTIVE.map(Status::as_str)))
         .count(&txn)
         .await?;
     if active > 0 {

@@ -4,10 +4,7 @@ use chrono::{DateTime, Utc};
 use entity::{execution, replica};
 use sea_orm::{prelude::*, sea_query::OnConflict, ActiveValue::Set};
 
-use super::{
-    executions::{PENDING, RUNNING},
-    DbResult,
-};
+use super::{executions::Status, DbResult};
 
 /// Takes or renews `id`'s lease until `expires_at`.
 pub async fn renew(db: &DatabaseConnection, id: &str, expires_at: DateTime<Utc>) -> DbResult<()> {
@@ -55,7 +52,7 @@ pub async fn orphaned_runs(db: &DatabaseConnection, except: &str) -> DbResult<Ve
         .and_where(replica::Column::ExpiresAt.lte(Utc::now()))
         .to_owned();
     Ok(execution::Entity::find()
-        .filter(execution::Column::Status.is_in([PENDING, RUNNING]))
+        .filter(execution::Column::Status.is_in(Status::ACTIVE.map(Status::as_str)))
         .filter(execution::Column::ReplicaId.in_subquery(expired))
         .filter(execution::Column::ReplicaId.ne(except))
         .all(db)

@@ -18,7 +18,7 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
-use super::{is_terminal, reads::StoreReader, Broker, Event};
+use super::{reads::StoreReader, Broker, Event};
 use crate::db;
 
 /// Executions read per store query.
@@ -95,7 +95,7 @@ pub fn dashboard_events(
                 let more = changed.len() as u64 == PAGE;
                 for (execution, waiting) in changed {
                     cursor = execution.change_seq.unwrap_or(cursor);
-                    if is_terminal(&execution.status) {
+                    if execution.status.is_terminal() {
                         shown.remove(&execution.id);
                     } else {
                         shown.insert(execution.id);
@@ -150,7 +150,7 @@ async fn with_waiting(
 ) -> Result<Vec<(entity::execution::Model, Vec<entity::permission_request::Model>)>, db::DbError> {
     let mut out = Vec::with_capacity(executions.len());
     for execution in executions {
-        let waiting = if is_terminal(&execution.status) {
+        let waiting = if execution.status.is_terminal() {
             Vec::new()
         } else {
             db::permissions::of_execution(db, execution.id, true).await?

@@ -113,20 +113,15 @@ pub struct ProgressEvent {
 #[derive(Debug, Clone)]
 pub struct StatusEvent {
     pub execution_id: Uuid,
-    pub status: String,
+    pub status: crate::db::executions::Status,
     pub error: Option<RunError>,
     pub renders: Renders,
 }
 
 impl StatusEvent {
     pub fn is_terminal(&self) -> bool {
-        is_terminal(&self.status)
+        self.status.is_terminal()
     }
-}
-
-/// Whether an execution status is final.
-pub fn is_terminal(status: &str) -> bool {
-    matches!(status, "COMPLETED" | "FAILED" | "CANCELLED")
 }
 
 /// A tool-permission request was made or settled.
@@ -174,10 +169,11 @@ impl MessageEvent {
 /// A rough 0..1 estimate of how far a run is: 0 while pending, 1 once
 /// finished; in between, turns over `maxTurns` when that is set, otherwise
 /// a figure that grows with each turn and never reaches 1.
-pub fn progress(status: &str, num_turns: i32, max_turns: Option<i32>) -> f64 {
+pub fn progress(status: crate::db::executions::Status, num_turns: i32, max_turns: Option<i32>) -> f64 {
+    use crate::db::executions::Status;
     match status {
-        "PENDING" => 0.0,
-        "RUNNING" => {
+        Status::Pending => 0.0,
+        Status::Running => {
             let turns = f64::from(num_turns.max(0));
             match max_turns {
                 Some(max) if max > 0 => (turns / f64::from(max)).min(0.99),

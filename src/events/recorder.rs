@@ -183,7 +183,7 @@ impl Recorder {
         self.publisher.publish(Event::Progress(ProgressEvent {
             stalled_since,
             execution_id: self.execution_id,
-            progress: super::progress("RUNNING", recorded.num_turns, self.max_turns),
+            progress: super::progress(db::executions::Status::Running, recorded.num_turns, self.max_turns),
             message_count: recorded.message_count,
             num_turns: recorded.num_turns,
             cost_usd: None,

@@ -15,8 +15,8 @@ use tracing::warn;
 use uuid::Uuid;
 
 use super::{
-    is_terminal, reads::StoreReader, replicas::Wakeups, Broker, Event, MessageEvent, PermissionEvent, ProgressEvent,
-    RunError, StatusEvent,
+    reads::StoreReader, replicas::Wakeups, Broker, Event, MessageEvent, PermissionEvent, ProgressEvent, RunError,
+    StatusEvent,
 };
 use crate::{
     db,
@@ -201,13 +201,13 @@ pub async fn terminal_status(db: &DatabaseConnection, execution_id: Uuid) -> Opt
 }
 
 fn terminal_status_of(execution: &entity::execution::Model) -> Option<StatusEvent> {
-    is_terminal(&execution.status).then(|| StatusEvent {
+    execution.status.is_terminal().then(|| StatusEvent {
         execution_id: execution.id,
         error: execution
             .error_code
             .clone()
             .map(|code| RunError { code, message: execution.error_message.clone().unwrap_or_default() }),
-        status: execution.status.clone(),
+        status: execution.status,
         renders: Default::default(),
     })
 }

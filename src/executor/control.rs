@@ -10,7 +10,7 @@ impl Executor {
     pub async fn cancel(&self, owner: &str, id: Uuid) -> AppResult<execution::Model> {
         let db = &self.inner.db;
         let execution = db::executions::get(db, owner, id).await?.ok_or(AppError::NotFound("execution"))?;
-        if crate::events::is_terminal(&execution.status) {
+        if execution.status.is_terminal() {
             return Ok(execution);
         }
         // The escalation takes at most two grace periods.
@@ -30,7 +30,7 @@ impl Executor {
                     let deadline = tokio::time::Instant::now() + patience;
                     while tokio::time::Instant::now() < deadline {
                         let now = db::executions::find(db, id).await?;
-                        if now.as_ref().is_some_and(|e| crate::events::is_terminal(&e.status)) {
+                        if now.as_ref().is_some_and(|e| e.status.is_terminal()) {
                             return Ok(now.unwrap_or(execution));
                         }
                         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -70,8 +70,11 @@ impl Executor {
     pub async fn interrupt(&self, owner: &str, id: Uuid) -> AppResult<execution::Model> {
         let db = &self.inner.db;
         let execution = db::executions::get(db, owner, id).await?.ok_or(AppError::NotFound("execution"))?;
-        if execution.status != db::executions::RUNNING {
-            return Err(AppError::bad_input("id", format!("the execution is {}, not RUNNING", execution.status)));
+        if execution.status != db::executions::Status::Running {
+            return Err(AppError::bad_input(
+                "id",
+                format!("the execution is {}, not RUNNING", execution.status.as_str()),
+            ));
         }
         if !self.interrupt_local(id) {
             // Another replica runs it.
@@ -92,7 +95,7 @@ impl Executor {
         let db = &self.inner.db;
         let execution = db::executions::get(db, owner, id).await?.ok_or(AppError::NotFound("execution"))?;
         let not_running = || AppError::bad_input("executionId", "the execution is not running");
-        if execution.status != db::executions::RUNNING {
+        if execution.status != db::executions::Status::Running {
             return Err(not_running());
         }
         let uuid = Uuid::new_v4();

@@ -22,7 +22,8 @@ impl Executor {
             async move {
                 let launch = Launch { command, prompt, publisher, pending, commands: command_rx, commands_tx };
                 let status = this.run(&execution, launch, &handle.stop).await;
-                metrics::counter!(m::EXECUTIONS_FINISHED, "status" => status).increment(1);
+                let label = status.map_or("UNCHANGED", db::executions::Status::as_str);
+                metrics::counter!(m::EXECUTIONS_FINISHED, "status" => label).increment(1);
                 this.lock_runs().remove(&execution.id);
                 handle.done.cancel();
             }
@@ -31,7 +32,12 @@ impl Executor {
     }
 
     /// One execution from queue to final record.
-    async fn run(&self, execution: &execution::Model, launch: Launch, stop: &StopHandle) -> &'static str {
+    async fn run(
+        &self,
+        execution: &execution::Model,
+        launch: Launch,
+        stop: &StopHandle,
+    ) -> Option<db::executions::Status> {
         let Launch { command, prompt, publisher, pending, commands, commands_tx } = launch;
         let inner = &self.inner;
         // Wait for a slot (or a stop while waiting).
@@ -47,7 +53,7 @@ impl Executor {
         match db::executions::mark_running(&inner.db, execution.id).await {
             Ok(true) => {}
             // Finished by someone else meanwhile.
-            Ok(false) => return "UNCHANGED",
+            Ok(false) => return None,
             Err(e) => {
                 warn!(error = %e, "could not mark the execution running");
                 let finish = failure(&ClaudeError::StorageFailed("the store is unavailable".into()), None);
@@ -58,7 +64,7 @@ impl Executor {
         metrics::counter!(m::EXECUTIONS_STARTED).increment(1);
         publisher.publish(Event::Status(StatusEvent {
             execution_id: execution.id,
-            status: db::executions::RUNNING.into(),
+            status: db::executions::Status::Running,
             error: None,
             renders: Default::default(),
         }));
@@ -105,7 +111,7 @@ impl Executor {
         } else {
             outcome_finish(&end.outcome, Some(&end), end.result.as_ref(), recorded.num_turns)
         };
-        info!(status = finish.status, code = ?finish.error_code, exit_code = ?end.exit_code, messages = recorded.message_count, "claude finished");
+        info!(status = finish.status.as_str(), code = ?finish.error_code, exit_code = ?end.exit_code, messages = recorded.message_count, "claude finished");
         publisher.publish(Event::Progress(ProgressEvent {
             stalled_since: None,
             execution_id: execution.id,
@@ -121,11 +127,16 @@ impl Executor {
 
     /// Stores the final state, then sends the terminal event (in that order:
     /// a subscriber that sees the event finds the row final).
-    async fn finish(&self, execution: &execution::Model, publisher: Publisher, finish: Finish) -> &'static str {
+    async fn finish(
+        &self,
+        execution: &execution::Model,
+        publisher: Publisher,
+        finish: Finish,
+    ) -> Option<db::executions::Status> {
         let final_status = finish.status;
         let status = StatusEvent {
             execution_id: execution.id,
-            status: finish.status.into(),
+            status: finish.status,
             error: finish
                 .error_code
                 .clone()
@@ -155,7 +166,7 @@ impl Executor {
                         }));
                     }
                     publisher.publish(Event::Status(status));
-                    return final_status;
+                    return Some(final_status);
                 }
                 Ok(None) => {
                     // Someone else finished it (a cancel of a run whose
@@ -163,7 +174,7 @@ impl Executor {
                     if let Some(stored) = terminal_status(&self.inner.db, execution.id).await {
                         publisher.publish(Event::Status(stored));
                     }
-                    return "UNCHANGED";
+                    return None;
                 }
                 Err(e) => {
                     warn!(error = %e, attempt, "could not store the execution's final state");
@@ -174,7 +185,7 @@ impl Executor {
         }
         // Subscribers see the channel close and keep watching the store;
         // the next start of this replica marks the run interrupted.
-        final_status
+        Some(final_status)
     }
 }
 
@@ -187,7 +198,7 @@ fn stop_outcome(reason: Option<StopReason>) -> Outcome {
 
 pub(super) fn failure(error: &ClaudeError, end: Option<&RunEnd>) -> Finish {
     Finish {
-        status: db::executions::FAILED,
+        status: db::executions::Status::Failed,
         error_code: Some(error.code().into()),
         error_message: Some(error.to_string()),
         exit_code: end.and_then(|e| e.exit_code),
@@ -203,9 +214,9 @@ pub(super) fn outcome_finish(
     turns_seen: i32,
 ) -> Finish {
     let mut finish = match outcome {
-        Outcome::Completed => Finish { status: db::executions::COMPLETED, ..Default::default() },
+        Outcome::Completed => Finish { status: db::executions::Status::Completed, ..Default::default() },
         Outcome::Cancelled => Finish {
-            status: db::executions::CANCELLED,
+            status: db::executions::Status::Cancelled,
             error_code: Some(ClaudeError::Cancelled.code().into()),
             error_message: Some(ClaudeError::Cancelled.to_string()),
             ..Default::default()

@@ -66,11 +66,11 @@ async fn a_lagging_subscriber_catches_up_from_the_store() {
             }));
         }
     }
-    let finish = db::executions::Finish { status: db::executions::COMPLETED, ..Default::default() };
+    let finish = db::executions::Finish { status: db::executions::Status::Completed, ..Default::default() };
     db::executions::finish(&conn, execution_id, session.id, finish).await.unwrap();
     publisher.publish(Event::Status(StatusEvent {
         execution_id,
-        status: "COMPLETED".into(),
+        status: db::executions::Status::Completed,
         error: None,
         renders: Default::default(),
     }));
@@ -86,7 +86,7 @@ async fn a_lagging_subscriber_catches_up_from_the_store() {
         })
         .collect();
     assert_eq!(seqs, (1..=TOTAL).collect::<Vec<_>>(), "every message once, in order");
-    assert!(matches!(&**events.last().unwrap(), Event::Status(s) if s.status == "COMPLETED"));
+    assert!(matches!(&**events.last().unwrap(), Event::Status(s) if s.status == db::executions::Status::Completed));
 }
 
 /// The store writer commits the lines of many runs together, each caller

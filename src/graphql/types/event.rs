@@ -150,7 +150,7 @@ impl StatusEvent {
     }
 
     async fn status(&self) -> ExecutionStatus {
-        ExecutionStatus::parse(&self.inner().status)
+        self.inner().status.into()
     }
 
     async fn error(&self) -> Option<RunErrorInfo> {

@@ -23,24 +23,27 @@ pub enum ExecutionStatus {
     Cancelled,
 }
 
-impl ExecutionStatus {
-    pub fn as_db(self) -> &'static str {
-        match self {
-            Self::Pending => db::executions::PENDING,
-            Self::Running => db::executions::RUNNING,
-            Self::Completed => db::executions::COMPLETED,
-            Self::Failed => db::executions::FAILED,
-            Self::Cancelled => db::executions::CANCELLED,
+impl From<db::executions::Status> for ExecutionStatus {
+    fn from(status: db::executions::Status) -> Self {
+        use db::executions::Status;
+        match status {
+            Status::Pending => Self::Pending,
+            Status::Running => Self::Running,
+            Status::Completed => Self::Completed,
+            Status::Failed => Self::Failed,
+            Status::Cancelled => Self::Cancelled,
         }
     }
+}
 
-    pub fn parse(status: &str) -> Self {
+impl From<ExecutionStatus> for db::executions::Status {
+    fn from(status: ExecutionStatus) -> Self {
         match status {
-            db::executions::PENDING => Self::Pending,
-            db::executions::RUNNING => Self::Running,
-            db::executions::COMPLETED => Self::Completed,
-            db::executions::CANCELLED => Self::Cancelled,
-            _ => Self::Failed,
+            ExecutionStatus::Pending => Self::Pending,
+            ExecutionStatus::Running => Self::Running,
+            ExecutionStatus::Completed => Self::Completed,
+            ExecutionStatus::Failed => Self::Failed,
+            ExecutionStatus::Cancelled => Self::Cancelled,
         }
     }
 }
@@ -78,12 +81,12 @@ impl Execution {
     }
 
     async fn status(&self) -> ExecutionStatus {
-        ExecutionStatus::parse(&self.0.status)
+        self.0.status.into()
     }
 
     /// See `ProgressEvent.progress`.
     async fn progress(&self) -> f64 {
-        crate::events::progress(&self.0.status, self.0.num_turns.unwrap_or(0), self.max_turns())
+        crate::events::progress(self.0.status, self.0.num_turns.unwrap_or(0), self.max_turns())
     }
 
     /// Messages stored so far (the highest `seq`).
@@ -117,7 +120,7 @@ impl Execution {
     /// longer than the server's stall threshold (`--stall-after`); null
     /// while it writes, and once it has ended.
     async fn stalled_since(&self) -> Option<DateTime<Utc>> {
-        self.0.stalled_since.filter(|_| !crate::events::is_terminal(&self.0.status))
+        self.0.stalled_since.filter(|_| !self.0.status.is_terminal())
     }
 
     async fn finished_at(&self) -> Option<DateTime<Utc>> {
@@ -206,7 +209,7 @@ pub struct ExecutionFilter {
 
 impl ExecutionFilter {
     pub fn to_db(&self) -> Result<db::executions::Filter, AppError> {
-        let statuses = self.status.iter().flatten().map(|s| s.as_db()).collect();
+        let statuses = self.status.iter().flatten().map(|s| (*s).into()).collect();
         let workspace_id = self.workspace_id.as_ref().map(|id| super::parse_id(id, "workspaceId")).transpose()?;
         let session_id = self.session_id.as_ref().map(|id| super::parse_id(id, "sessionId")).transpose()?;
         Ok(db::executions::Filter { statuses, workspace_id, session_id, since: self.since, until: self.until })

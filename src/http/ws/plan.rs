@@ -247,7 +247,7 @@ fn value(out: &mut String, typename: &str, field: &Field, event: &Event) {
         (Field::CostUsd, Event::Progress(p)) => float(out, p.cost_usd),
         (Field::ElapsedMs, Event::Progress(p)) => number(out, Some(p.elapsed_ms)),
         (Field::StalledSince, Event::Progress(p)) => date_time(out, p.stalled_since),
-        (Field::Status, Event::Status(s)) => string(out, &s.status),
+        (Field::Status, Event::Status(s)) => string(out, s.status.as_str()),
         (Field::Error(fields), Event::Status(s)) => match &s.error {
             None => out.push_str("null"),
             Some(error) => {
@@ -364,8 +364,8 @@ mod tests {
                 renders: Default::default(),
             })
         };
-        let status = |status: &str, error: Option<RunError>| {
-            Event::Status(StatusEvent { execution_id, status: status.into(), error, renders: Default::default() })
+        let status = |status: crate::db::executions::Status, error: Option<RunError>| {
+            Event::Status(StatusEvent { execution_id, status, error, renders: Default::default() })
         };
         vec![
             message(
@@ -379,8 +379,11 @@ mod tests {
             progress(Some(0.0123), None, 0.25),
             progress(None, Some(Utc::now()), 1.0),
             progress(Some(1e-9), None, 0.0),
-            status("RUNNING", None),
-            status("FAILED", Some(RunError { code: "CLAUDE_ERROR".into(), message: "it \"failed\"\n".into() })),
+            status(crate::db::executions::Status::Running, None),
+            status(
+                crate::db::executions::Status::Failed,
+                Some(RunError { code: "CLAUDE_ERROR".into(), message: "it \"failed\"\n".into() }),
+            ),
         ]
     }
 
