@@ -13,7 +13,9 @@ pub const INVALID_JSON: &str = "invalid_json";
 /// The type recorded for a line of the child's stderr.
 pub const STDERR: &str = "stderr";
 
-/// The top-level fields every line may carry.
+/// The top-level fields every line may carry, and the two the server reads
+/// from particular lines (`model` of `init`, `message.id` of `assistant`),
+/// all in one pass over the line.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct Header {
@@ -22,6 +24,61 @@ struct Header {
     subtype: Option<Value>,
     uuid: Option<Value>,
     session_id: Option<Value>,
+    model: Option<Value>,
+    message: ApiMessageId,
+}
+
+/// The `id` of a line's `message` (an API reply's id), if it is an object
+/// with a string `id`; anything else there is skipped, not an error.
+#[derive(Debug, Default)]
+struct ApiMessageId(Option<String>);
+
+impl<'de> Deserialize<'de> for ApiMessageId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+        struct Id;
+        impl<'de> Visitor<'de> for Id {
+            type Value = ApiMessageId;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ApiMessageId, A::Error> {
+                let mut id = None;
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "id" => id = map.next_value::<Value>()?.as_str().map(str::to_owned),
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(ApiMessageId(id))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ApiMessageId, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(ApiMessageId(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<ApiMessageId, E> {
+                Ok(ApiMessageId(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<ApiMessageId, E> {
+                Ok(ApiMessageId(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<ApiMessageId, E> {
+                Ok(ApiMessageId(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<ApiMessageId, E> {
+                Ok(ApiMessageId(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<ApiMessageId, E> {
+                Ok(ApiMessageId(None))
+            }
+            fn visit_unit<E>(self) -> Result<ApiMessageId, E> {
+                Ok(ApiMessageId(None))
+            }
+        }
+        deserializer.deserialize_any(Id)
+    }
 }
 
 /// What the server does with a line.
@@ -52,6 +109,11 @@ pub struct Line {
     pub subtype: Option<String>,
     pub uuid: Option<String>,
     pub session_id: Option<String>,
+    /// `model` of an `init` line.
+    pub model: Option<String>,
+    /// `message.id` of an `assistant` line: the API reply it belongs to
+    /// (a reply of several blocks comes as several lines sharing it).
+    pub api_message_id: Option<String>,
     /// The line as written, without its newline. For a non-JSON line this is
     /// a JSON string holding the text, so the payload is always JSON.
     pub payload: String,
@@ -70,6 +132,8 @@ impl Line {
                 subtype: None,
                 uuid: None,
                 session_id: None,
+                model: None,
+                api_message_id: None,
                 payload: String::from_utf8_lossy(raw).into_owned(),
             },
             Err(_) => Self::text(INVALID_JSON, &String::from_utf8_lossy(raw)),
@@ -85,6 +149,8 @@ impl Line {
             subtype: None,
             uuid: None,
             session_id: None,
+            model: None,
+            api_message_id: None,
             payload: Value::String(text.to_owned()).to_string(),
         }
     }
@@ -110,6 +176,8 @@ impl Line {
             subtype,
             uuid: as_string(header.uuid),
             session_id: as_string(header.session_id),
+            model: as_string(header.model),
+            api_message_id: header.message.0,
             // from_slice succeeded, so the bytes are valid UTF-8.
             payload: String::from_utf8_lossy(raw).into_owned(),
         }
@@ -200,6 +268,26 @@ impl ResultLine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_api_message_id_and_the_model_come_with_the_header() {
+        let id = |line: &str| Line::parse(line.as_bytes()).api_message_id;
+        let reply = r#"{"message":{"content":[{"type":"tool_use","id":"toolu_1"}],"id":"msg_1"},"type":"assistant"}"#;
+        assert_eq!(id(reply).as_deref(), Some("msg_1"));
+        assert_eq!(id(r#"{"type":"assistant","message":{"content":{"id":"nested"}}}"#), None);
+        for odd in [r#""text""#, "[1,{}]", "3", "true", "null", r#"{"id":7}"#] {
+            let line = format!(r#"{{"type":"assistant","message":{odd},"uuid":"u"}}"#);
+            let parsed = Line::parse(line.as_bytes());
+            assert_eq!((parsed.api_message_id, parsed.uuid.as_deref()), (None, Some("u")), "{odd}");
+        }
+        for line in fixture_lines("tool_bash") {
+            match line.type_name.as_str() {
+                "assistant" => assert!(line.api_message_id.as_deref().is_some_and(|id| id.starts_with("msg_"))),
+                "system" if line.kind == LineKind::Init => assert!(line.model.is_some()),
+                _ => assert_eq!(line.api_message_id, None),
+            }
+        }
+    }
 
     fn fixture_lines(name: &str) -> Vec<Line> {
         let path = format!("{}/tests/fixtures/{name}.jsonl", env!("CARGO_MANIFEST_DIR"));

@@ -9,7 +9,6 @@
 use std::{sync::Arc, time::Duration};
 
 use sea_orm::DatabaseConnection;
-use serde::Deserialize;
 use tokio::{sync::mpsc, task::JoinSet, time::Instant};
 use tracing::{error, warn};
 use uuid::Uuid;
@@ -57,21 +56,6 @@ pub struct Recorded {
     pub claude_session_id: Option<String>,
     /// Set when the store failed for good; the run must be stopped.
     pub store_failed: bool,
-}
-
-#[derive(Deserialize)]
-struct AssistantLine {
-    message: Option<ApiMessage>,
-}
-
-#[derive(Deserialize)]
-struct ApiMessage {
-    id: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct InitLine {
-    model: Option<String>,
 }
 
 impl Recorder {
@@ -217,9 +201,8 @@ impl Recorder {
             LineKind::Init if recorded.claude_session_id.is_none() => {
                 if let Some(id) = &line.session_id {
                     recorded.claude_session_id = Some(id.clone());
-                    let model = serde_json::from_str::<InitLine>(&line.payload).ok().and_then(|l| l.model);
-                    let saved =
-                        db::executions::record_init(&self.db, self.execution_id, self.session_id, id, model.as_deref());
+                    let model = line.model.as_deref();
+                    let saved = db::executions::record_init(&self.db, self.execution_id, self.session_id, id, model);
                     if let Err(e) = saved.await {
                         warn!(error = %e, "could not record claude's session id");
                     }
@@ -227,13 +210,10 @@ impl Recorder {
             }
             // One API reply comes as several assistant lines sharing an id.
             LineKind::Other if line.type_name == "assistant" => {
-                let id = serde_json::from_str::<AssistantLine>(&line.payload)
-                    .ok()
-                    .and_then(|l| l.message)
-                    .and_then(|m| m.id);
-                if id.is_some() && id != *last_api_message {
+                let id = &line.api_message_id;
+                if id.is_some() && id != last_api_message {
                     recorded.num_turns += 1;
-                    *last_api_message = id;
+                    last_api_message.clone_from(id);
                 }
             }
             _ => {}
