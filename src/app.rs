@@ -152,7 +152,12 @@ impl App {
                         this.deliver_answer(id).await;
                     });
                 }
-                crate::events::replicas::Request::Message { execution_id, message_id, text, now } => {
+                crate::events::replicas::Request::Message(crate::db::signals::ForwardedMessage {
+                    execution_id,
+                    message_id,
+                    text,
+                    now,
+                }) => {
                     let this = executor.clone();
                     executor
                         .spawn_owned(async move { this.deliver_message(execution_id, message_id, text, now).await });

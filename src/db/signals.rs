@@ -16,6 +16,30 @@ pub const INTERRUPT_CHANNEL: &str = "claude_graphql_interrupt";
 /// Cancel the execution named in the payload, wherever it runs.
 pub const CANCEL_CHANNEL: &str = "claude_graphql_cancel";
 
+/// A follow-up message for the replica that runs the execution (the
+/// payload of [`MESSAGE_CHANNEL`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ForwardedMessage {
+    pub execution_id: Uuid,
+    pub message_id: Uuid,
+    pub text: String,
+    /// Replaces the running turn.
+    pub now: bool,
+}
+
+/// Sends a follow-up message to the replica running its execution, if the
+/// database is PostgreSQL; None when it is too long for a signal.
+pub async fn forward_message(
+    db: &impl ConnectionTrait,
+    message: &ForwardedMessage,
+) -> Result<Option<()>, sea_orm::DbErr> {
+    let payload = serde_json::to_string(message).map_err(|e| sea_orm::DbErr::Custom(e.to_string()))?;
+    if payload.len() > MAX_PAYLOAD {
+        return Ok(None);
+    }
+    notify_text(db, MESSAGE_CHANNEL, &payload).await.map(Some)
+}
+
 /// Sends `execution_id` on `channel`, if the database is PostgreSQL. Inside
 /// a transaction the signal leaves at commit, after the data it announces.
 pub async fn notify(db: &impl ConnectionTrait, channel: &str, execution_id: Uuid) -> Result<(), sea_orm::DbErr> {

@@ -14,7 +14,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 use uuid::Uuid;
 
-use crate::db::signals::{CANCEL_CHANNEL, EVENTS_CHANNEL, INTERRUPT_CHANNEL, MESSAGE_CHANNEL, PERMISSION_CHANNEL};
+use crate::db::signals::{
+    ForwardedMessage, CANCEL_CHANNEL, EVENTS_CHANNEL, INTERRUPT_CHANNEL, MESSAGE_CHANNEL, PERMISSION_CHANNEL,
+};
 
 /// Wakes local subscribers whose execution runs on another replica.
 #[derive(Clone)]
@@ -61,12 +63,7 @@ pub enum Request {
     /// Deliver the answer of this permission request.
     Answer(Uuid),
     /// Write this follow-up message.
-    Message {
-        execution_id: Uuid,
-        message_id: Uuid,
-        text: String,
-        now: bool,
-    },
+    Message(ForwardedMessage),
 }
 
 /// Listens for the other replicas' signals until `stop` is cancelled:
@@ -106,11 +103,10 @@ pub async fn listen(
             n = listener.recv() => n,
         };
         match notification {
-            Ok(n) if n.channel() == MESSAGE_CHANNEL => {
-                if let Some(message) = parse_message(n.payload()) {
-                    on_request(message);
-                }
-            }
+            Ok(n) if n.channel() == MESSAGE_CHANNEL => match serde_json::from_str::<ForwardedMessage>(n.payload()) {
+                Ok(message) => on_request(Request::Message(message)),
+                Err(e) => warn!(error = %e, "a forwarded message that does not parse"),
+            },
             Ok(n) => {
                 let Ok(id) = Uuid::parse_str(n.payload()) else { continue };
                 debug!(channel = n.channel(), execution_id = %id, "signal from a replica");
@@ -129,15 +125,4 @@ pub async fn listen(
             }
         }
     }
-}
-
-/// A forwarded follow-up message.
-fn parse_message(payload: &str) -> Option<Request> {
-    let v: serde_json::Value = serde_json::from_str(payload).ok()?;
-    Some(Request::Message {
-        execution_id: Uuid::parse_str(v["execution_id"].as_str()?).ok()?,
-        message_id: Uuid::parse_str(v["message_id"].as_str()?).ok()?,
-        text: v["text"].as_str()?.to_owned(),
-        now: v["now"].as_bool().unwrap_or(false),
-    })
 }

@@ -103,15 +103,13 @@ impl Executor {
         let Some(handle) = handle else {
             // Another replica runs it: the message travels with the signal
             // (its answer does not come back, so this is best effort).
-            let payload =
-                serde_json::json!({ "execution_id": id, "message_id": uuid, "text": text, "now": now }).to_string();
-            if payload.len() > db::signals::MAX_PAYLOAD {
+            let message = db::signals::ForwardedMessage { execution_id: id, message_id: uuid, text, now };
+            if db::signals::forward_message(db, &message).await.map_err(db::DbError::from)?.is_none() {
                 return Err(AppError::bad_input(
                     "text",
                     "too long to forward to the server running the execution; send it there",
                 ));
             }
-            db::signals::notify_text(db, db::signals::MESSAGE_CHANNEL, &payload).await.map_err(db::DbError::from)?;
             return Ok(uuid);
         };
         let (reply, written) = tokio::sync::oneshot::channel();
