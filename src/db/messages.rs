@@ -15,7 +15,8 @@ pub struct NewMessage {
     pub type_name: String,
     pub subtype: Option<String>,
     pub uuid: Option<String>,
-    pub payload: String,
+    /// The line, shared with the event that publishes it.
+    pub payload: std::sync::Arc<str>,
 }
 
 /// Rows per INSERT: stays under SQLite's bound-parameter limit.
@@ -98,7 +99,7 @@ fn insert_statement(
             m.type_name.clone().into(),
             m.subtype.clone().into(),
             m.uuid.clone().into(),
-            m.payload.clone().into(),
+            m.payload.to_string().into(),
             now.into(),
         ]);
     }

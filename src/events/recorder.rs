@@ -124,7 +124,7 @@ impl Recorder {
                         type_name: line.type_name,
                         subtype: line.subtype,
                         uuid: line.uuid,
-                        payload: line.payload,
+                        payload: event.payload.clone(),
                     });
                 }
                 to_publish.push(event);

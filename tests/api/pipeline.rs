@@ -15,23 +15,7 @@ async fn a_lagging_subscriber_catches_up_from_the_store() {
     let dir = tempfile::tempdir().unwrap();
     let conn = db::connect(&format!("sqlite://{}/t.db?mode=rwc", dir.path().display())).await.unwrap();
     let workspace = db::workspaces::create(&conn, "me", "w", "/tmp", false).await.unwrap();
-    let execution_id = Uuid::now_v7();
-    let session = db::sessions::create(&conn, workspace.id, execution_id, "a prompt").await.unwrap();
-    db::executions::create(
-        &conn,
-        db::executions::NewExecution {
-            id: execution_id,
-            session_id: session.id,
-            workspace_id: workspace.id,
-            prompt: "p".into(),
-            options: serde_json::json!({}),
-            metadata: None,
-            resumed_from: None,
-            replica_id: "test".into(),
-        },
-    )
-    .await
-    .unwrap();
+    let (execution_id, session_id) = new_execution(&conn, workspace.id).await;
 
     let broker = Broker::default();
     let publisher = broker.open(execution_id);
@@ -50,10 +34,10 @@ async fn a_lagging_subscriber_catches_up_from_the_store() {
                 type_name: "assistant".into(),
                 subtype: None,
                 uuid: None,
-                payload: format!("{{\"type\":\"assistant\",\"n\":{seq}}}"),
+                payload: format!("{{\"type\":\"assistant\",\"n\":{seq}}}").into(),
             })
             .collect();
-        let stored = db::messages::Batch { execution_id, session_id: session.id, messages: batch };
+        let stored = db::messages::Batch { execution_id, session_id, messages: batch };
         db::messages::store_batches(&conn, &[&stored]).await.unwrap();
         for m in &stored.messages {
             publisher.publish(Event::Message(MessageEvent {
@@ -61,13 +45,13 @@ async fn a_lagging_subscriber_catches_up_from_the_store() {
                 seq: Some(m.seq),
                 type_name: m.type_name.clone(),
                 subtype: None,
-                payload: Arc::from(m.payload.as_str()),
+                payload: m.payload.clone(),
                 renders: Default::default(),
             }));
         }
     }
     let finish = db::executions::Finish { status: db::executions::Status::Completed, ..Default::default() };
-    db::executions::finish(&conn, execution_id, session.id, finish).await.unwrap();
+    db::executions::finish(&conn, execution_id, session_id, finish).await.unwrap();
     publisher.publish(Event::Status(StatusEvent {
         execution_id,
         status: db::executions::Status::Completed,
@@ -99,24 +83,7 @@ async fn runs_lines_are_committed_together_and_fail_alone() {
     let workspace = db::workspaces::create(&conn, "me", "w", "/tmp", false).await.unwrap();
     let mut runs = Vec::new();
     for _ in 0..20 {
-        let execution_id = Uuid::now_v7();
-        let session = db::sessions::create(&conn, workspace.id, execution_id, "a prompt").await.unwrap();
-        db::executions::create(
-            &conn,
-            db::executions::NewExecution {
-                id: execution_id,
-                session_id: session.id,
-                workspace_id: workspace.id,
-                prompt: "p".into(),
-                options: serde_json::json!({}),
-                metadata: None,
-                resumed_from: None,
-                replica_id: "test".into(),
-            },
-        )
-        .await
-        .unwrap();
-        runs.push((execution_id, session.id));
+        runs.push(new_execution(&conn, workspace.id).await);
     }
     let line = |seq: i64| NewMessage {
         seq,
@@ -124,7 +91,7 @@ async fn runs_lines_are_committed_together_and_fail_alone() {
         type_name: "assistant".into(),
         subtype: None,
         uuid: None,
-        payload: format!("{{\"n\":{seq}}}"),
+        payload: format!("{{\"n\":{seq}}}").into(),
     };
     let writer = db::writer::StoreWriter::new(conn.clone());
     // Every run writes 10 batches of 30 lines at once; run 0 also repeats
@@ -192,4 +159,23 @@ async fn a_lagging_subscriber_of_a_live_run_catches_up_from_memory() {
         }
     }
     assert_eq!(seen, published, "every message once, in order, from memory");
+}
+
+/// A new execution (in a new session) of `workspace`; returns its id and
+/// its session's.
+async fn new_execution(conn: &sea_orm::DatabaseConnection, workspace: Uuid) -> (Uuid, Uuid) {
+    let execution_id = Uuid::now_v7();
+    let session = db::sessions::create(conn, workspace, execution_id, "a prompt").await.unwrap();
+    let new = db::executions::NewExecution {
+        id: execution_id,
+        session_id: session.id,
+        workspace_id: workspace,
+        prompt: "p".into(),
+        options: serde_json::json!({}),
+        metadata: None,
+        resumed_from: None,
+        replica_id: "test".into(),
+    };
+    db::executions::create(conn, new).await.unwrap();
+    (execution_id, session.id)
 }
