@@ -1,6 +1,7 @@
 //! Query root: reads, always scoped to the viewer.
 
 use async_graphql::{connection::Connection, Context, Object, ID};
+use uuid::Uuid;
 
 use super::types::node::{node_id, MAX_NODES};
 use super::types::{
@@ -110,7 +111,7 @@ impl QueryRoot {
     /// Anything of yours by its id (Relay's object identification), or null.
     async fn node(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Node>> {
         match node_id(&id) {
-            Some(id) => Node::find(ctx, id).await,
+            Some(id) => Ok(Node::find_many(ctx, &[id]).await?.pop().flatten()),
             None => Ok(None),
         }
     }
@@ -121,14 +122,9 @@ impl QueryRoot {
         if ids.len() > MAX_NODES {
             return Err(AppError::bad_input("ids", format!("at most {MAX_NODES} ids"))).gql();
         }
-        let mut found = Vec::with_capacity(ids.len());
-        for id in &ids {
-            found.push(match node_id(id) {
-                Some(id) => Node::find(ctx, id).await?,
-                None => None,
-            });
-        }
-        Ok(found)
+        // Ids that are not UUIDs name nothing: the nil UUID stands in.
+        let ids: Vec<Uuid> = ids.iter().map(|id| node_id(id).unwrap_or(Uuid::nil())).collect();
+        Node::find_many(ctx, &ids).await
     }
 
     /// Your executions across workspaces, newest first, optionally

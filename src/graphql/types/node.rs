@@ -7,6 +7,7 @@ use async_graphql::{Context, Interface, ID};
 use uuid::Uuid;
 
 use super::{state, viewer, Execution, PermissionRequest, Session, Workspace};
+use crate::graphql::loaders::{load_error, loaders};
 use crate::{db, error::Gql};
 
 /// An object that can be fetched by its id with `node(id:)`.
@@ -20,22 +21,30 @@ pub enum Node {
 }
 
 impl Node {
-    /// The viewer's object with this id, whatever its type; None when there
-    /// is none (or it is someone else's).
-    pub async fn find(ctx: &Context<'_>, id: Uuid) -> async_graphql::Result<Option<Node>> {
-        let db = &state(ctx)?.db;
-        let owner = viewer(ctx)?.sub.as_str();
-        if let Some(found) = db::executions::get(db, owner, id).await.gql()? {
-            return Ok(Some(Node::Execution(Execution(found))));
+    /// The viewer's objects with these ids, whatever their types, in order;
+    /// None for an id that names nothing of theirs. Executions, sessions
+    /// and workspaces are loaded in one batch each.
+    pub async fn find_many(ctx: &Context<'_>, ids: &[Uuid]) -> async_graphql::Result<Vec<Option<Node>>> {
+        let loaders = loaders(ctx)?;
+        let keys = ids.iter().copied();
+        let executions = loaders.executions.load_many(keys.clone()).await.map_err(load_error).gql()?;
+        let sessions = loaders.sessions.load_many(keys.clone()).await.map_err(load_error).gql()?;
+        let workspaces = loaders.workspaces.load_many(keys).await.map_err(load_error).gql()?;
+        let mut found = Vec::with_capacity(ids.len());
+        for id in ids {
+            let node = if let Some(e) = executions.get(id) {
+                Some(Node::Execution(Execution(e.clone())))
+            } else if let Some(s) = sessions.get(id) {
+                Some(Node::Session(Session(s.clone())))
+            } else if let Some(w) = workspaces.get(id) {
+                Some(Node::Workspace(Workspace(w.clone())))
+            } else {
+                let request = db::permissions::get(&state(ctx)?.db, &viewer(ctx)?.sub, *id).await.gql()?;
+                request.map(|p| Node::PermissionRequest(PermissionRequest(p)))
+            };
+            found.push(node);
         }
-        if let Some(found) = db::sessions::get(db, owner, id).await.gql()? {
-            return Ok(Some(Node::Session(Session(found))));
-        }
-        if let Some(found) = db::workspaces::get(db, owner, id).await.gql()? {
-            return Ok(Some(Node::Workspace(Workspace(found))));
-        }
-        let found = db::permissions::get(db, owner, id).await.gql()?;
-        Ok(found.map(|p| Node::PermissionRequest(PermissionRequest(p))))
+        Ok(found)
     }
 }
 
