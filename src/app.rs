@@ -173,6 +173,14 @@ impl App {
             tokio::spawn(async move { executor.keep_lease(lease, stop).await })
         };
         let serve_token = shutdown.clone();
+        // Events are small writes that must leave at once: without
+        // TCP_NODELAY, Nagle's algorithm holds one back until the previous
+        // one is acknowledged (a delayed ACK: tens of milliseconds).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::warn!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
         let served =
             axum::serve(listener, router).with_graceful_shutdown(async move { serve_token.cancelled().await }).await;
         // Runs are children of the shutdown token: they are stopping now.
