@@ -246,25 +246,27 @@ fn compare(report: &mut Report, scenario: &str, server: &Delivery, peer: Option<
 
 pub async fn runs(report: &mut Report, counts: &[usize], messages: u64) -> Result<()> {
     for &n in counts {
-        let scenario = format!("{n} concurrent runs, 1 subscriber each");
-        eprintln!("running {scenario}");
-        let expected = n as u64 * (messages + 2);
-        let server = runs_server(false, n, messages).await?.context("the server")?;
-        check(&server, expected, &scenario)?;
-        let peer = runs_server(true, n, messages).await?;
-        if let Some(peer) = &peer {
-            check(peer, expected, &format!("{scenario} (peer)"))?;
+        for (mode, delay_ms, count) in [("burst", 0, messages), ("paced 50/s", 20, messages.min(250))] {
+            let scenario = format!("{n} concurrent runs, 1 subscriber each, {mode}");
+            eprintln!("running {scenario}");
+            let expected = n as u64 * (count + 2);
+            let server = runs_server(false, n, count, delay_ms).await?.context("the server")?;
+            check(&server, expected, &scenario)?;
+            let peer = runs_server(true, n, count, delay_ms).await?;
+            if let Some(peer) = &peer {
+                check(peer, expected, &format!("{scenario} (peer)"))?;
+            }
+            // The ceiling's equivalent: the same frames to n subscribers.
+            let ceiling = fanout_ceiling(n, count, 200, delay_ms).await?;
+            check(&ceiling, n as u64 * count, &format!("{scenario} (ceiling)"))?;
+            compare(report, &scenario, &server, peer.as_ref(), &ceiling);
         }
-        // The ceiling's equivalent: the same frames to n subscribers.
-        let ceiling = fanout_ceiling(n, messages, 200, 0).await?;
-        check(&ceiling, n as u64 * messages, &format!("{scenario} (ceiling)"))?;
-        compare(report, &scenario, &server, peer.as_ref(), &ceiling);
     }
     Ok(())
 }
 
 /// `n` runs at once, one subscriber each, against the server (or the peer).
-async fn runs_server(peer: bool, n: usize, messages: u64) -> Result<Option<Delivery>> {
+async fn runs_server(peer: bool, n: usize, messages: u64, delay_ms: u64) -> Result<Option<Delivery>> {
     let dir = tempdir()?;
     let server = match peer {
         false => Server::start(SERVER_CORE, None, &dir)?,
@@ -275,7 +277,7 @@ async fn runs_server(peer: bool, n: usize, messages: u64) -> Result<Option<Deliv
     };
     let workspace = server.workspace().await?;
     let go_file = dir.join("go");
-    let prompt = format!("fake: messages={messages} size=200 wait_for={}", go_file.display());
+    let prompt = format!("fake: messages={messages} size=200 delay_ms={delay_ms} wait_for={}", go_file.display());
     let mut sockets = Vec::new();
     for _ in 0..n {
         let (execution, _) = server.start_run(&workspace, &prompt).await?;
