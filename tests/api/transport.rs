@@ -113,3 +113,56 @@ async fn metrics_show_live_figures_during_a_run() {
     let text = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metric(&text, "claude_graphql_executions_finished_total{status=\"CANCELLED\"}").unwrap() >= 1.0, "{text}");
 }
+
+/// Frames leave at once: the server's end of every connection has
+/// TCP_NODELAY (without it, a small frame waits for the previous one's
+/// delayed ACK, tens of milliseconds). The server runs in this process, so
+/// its socket is found among this process's descriptors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_send_without_delay() {
+    let app = spawn_app().await;
+    let client = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let client_port = client.local_addr().unwrap().port();
+    for _ in 0..200 {
+        if let Some(nodelay) = server_end_nodelay(app.addr.port(), client_port) {
+            assert!(nodelay, "the server's end of the connection has Nagle's algorithm on");
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the server never accepted the connection");
+}
+
+/// TCP_NODELAY of the socket whose local port is `server_port` and whose
+/// peer's port is `client_port`, if this process has one.
+fn server_end_nodelay(server_port: u16, client_port: u16) -> Option<bool> {
+    let port_of = |fd: i32, peer: bool| -> Option<u16> {
+        // SAFETY: getsockname/getpeername write at most `len` bytes into
+        // the zeroed address; on a descriptor that is not a socket they fail.
+        let mut addr: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        let at = &mut addr as *mut libc::sockaddr_in as *mut libc::sockaddr;
+        let failed = unsafe {
+            if peer {
+                libc::getpeername(fd, at, &mut len)
+            } else {
+                libc::getsockname(fd, at, &mut len)
+            }
+        };
+        (failed == 0 && addr.sin_family == libc::AF_INET as libc::sa_family_t).then(|| u16::from_be(addr.sin_port))
+    };
+    for entry in std::fs::read_dir("/proc/self/fd").ok()?.flatten() {
+        let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        if port_of(fd, false) != Some(server_port) || port_of(fd, true) != Some(client_port) {
+            continue;
+        }
+        let mut value: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt writes one c_int into `value`.
+        let at = &mut value as *mut libc::c_int as *mut libc::c_void;
+        if unsafe { libc::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, at, &mut len) } == 0 {
+            return Some(value != 0);
+        }
+    }
+    None
+}
