@@ -49,8 +49,11 @@ pub fn execution_events(
         let mut told_pending = false;
         loop {
             // Catch up: from the recent history while the run is live here
-            // (what is not there yet comes live), else from the store.
+            // (what is not there yet is not published yet: it comes live),
+            // else from the store.
+            let mut from_memory = false;
             while let Some(recent) = broker.recent(execution_id, last, REPLAY_PAGE as usize) {
+                from_memory = true;
                 let more = recent.len() == REPLAY_PAGE as usize;
                 for (seq, event) in recent {
                     last = seq;
@@ -60,7 +63,7 @@ pub fn execution_events(
                     break;
                 }
             }
-            loop {
+            while !from_memory {
                 let page = stored_after(&reader, &db, execution_id, last).await;
                 let more = page.len() as u64 == REPLAY_PAGE;
                 for (seq, event) in page {
@@ -88,8 +91,11 @@ pub fn execution_events(
                 }
             }
             // Messages are stored before the status turns terminal, so one
-            // more catch-up after seeing it finds everything.
-            if let Some((progress, status)) = final_events(&reader, &db, execution_id).await {
+            // more catch-up after seeing it finds everything. (A run live
+            // here sends its terminal status on the channel.)
+            let live_here = from_memory && live.is_some();
+            let ended = if live_here { None } else { final_events(&reader, &db, execution_id).await };
+            if let Some((progress, status)) = ended {
                 // Live-only progress was missed: the final figures, then.
                 yield Arc::new(Event::Progress(progress));
                 finished = Some(Arc::new(Event::Status(status)));
