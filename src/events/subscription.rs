@@ -63,15 +63,17 @@ pub fn execution_events(
                     break;
                 }
             }
-            while !from_memory {
-                let page = stored_after(&reader, &db, execution_id, last).await;
-                let more = page.len() as u64 == REPLAY_PAGE;
-                for (seq, event) in page {
-                    last = seq;
-                    yield event;
-                }
-                if !more {
-                    break;
+            if !from_memory {
+                loop {
+                    let page = stored_after(&reader, &db, execution_id, last).await;
+                    let more = page.len() as u64 == REPLAY_PAGE;
+                    for (seq, event) in page {
+                        last = seq;
+                        yield event;
+                    }
+                    if !more {
+                        break;
+                    }
                 }
             }
             if let Some(status) = finished.take() {
