@@ -161,8 +161,27 @@ async fn drain_all(
     Ok((seen, started.elapsed()))
 }
 
-/// One fan-out measurement against the real server (or the peer).
-async fn fanout_server(peer: bool, n: usize, messages: u64, size: usize, delay_ms: u64) -> Result<Option<Delivery>> {
+/// How the load is shaped: `runs` executions at once, each with
+/// `subscribers` subscribers, each run writing `messages` lines of `size`
+/// bytes, `delay_ms` apart.
+#[derive(Clone, Copy)]
+struct Load {
+    runs: usize,
+    subscribers: usize,
+    messages: u64,
+    size: usize,
+    delay_ms: u64,
+}
+
+impl Load {
+    fn deliveries(&self) -> usize {
+        self.runs * self.subscribers
+    }
+}
+
+/// One measurement against the real server (or the peer, None when it is
+/// not installed).
+async fn measure(peer: bool, load: Load) -> Result<Option<Delivery>> {
     let dir = tempdir()?;
     let server = match peer {
         false => Server::start(SERVER_CORE, None, &dir)?,
@@ -173,15 +192,43 @@ async fn fanout_server(peer: bool, n: usize, messages: u64, size: usize, delay_m
     };
     let workspace = server.workspace().await?;
     let go_file = dir.join("go");
+    let Load { messages, size, delay_ms, .. } = load;
     let prompt = format!("fake: messages={messages} size={size} delay_ms={delay_ms} wait_for={}", go_file.display());
-    let (execution, _) = server.start_run(&workspace, &prompt).await?;
-    // The stand-in writes 2 lifecycle lines and init, then waits.
-    let sockets = subscribers(&server.ws_url(), n, &execution, 3).await?;
+    let mut sockets = Vec::new();
+    for _ in 0..load.runs {
+        let (execution, _) = server.start_run(&workspace, &prompt).await?;
+        // The stand-in writes 2 lifecycle lines and init, then waits.
+        sockets.extend(subscribers(&server.ws_url(), load.subscribers, &execution, 3).await?);
+    }
     let cpu_before = cpu_time(server.pid());
     let (seen, elapsed) = drain_all(sockets, 3, || Ok(std::fs::write(&go_file, b"go")?)).await?;
     let cpu = cpu_time(server.pid()) - cpu_before;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(Some(Delivery::from(seen, elapsed, cpu)))
+}
+
+/// A scenario, burst and paced (50 messages/s, at most 250), against the
+/// server, the peer and the ceiling (the same frames to as many
+/// subscribers: for many runs, an optimistic bound).
+async fn burst_and_paced(report: &mut Report, name: &str, load: Load) -> Result<()> {
+    let modes = [("burst", 0, load.messages), ("paced 50/s", 20, load.messages.min(250))];
+    for (mode, delay_ms, messages) in modes {
+        let load = Load { delay_ms, messages, ..load };
+        let scenario = format!("{name}, {mode}");
+        eprintln!("running {scenario}");
+        // The assistant messages, the result and the last lifecycle line.
+        let expected = load.deliveries() as u64 * (messages + 2);
+        let server = measure(false, load).await?.context("the server")?;
+        check(&server, expected, &scenario)?;
+        let peer = measure(true, load).await?;
+        if let Some(peer) = &peer {
+            check(peer, expected, &format!("{scenario} (peer)"))?;
+        }
+        let ceiling = fanout_ceiling(load.deliveries(), messages, load.size, delay_ms).await?;
+        check(&ceiling, load.deliveries() as u64 * messages, &format!("{scenario} (ceiling)"))?;
+        compare(report, &scenario, &server, peer.as_ref(), &ceiling);
+    }
+    Ok(())
 }
 
 /// The same measurement against the ceiling.
@@ -212,21 +259,8 @@ fn check(delivery: &Delivery, expected: u64, what: &str) -> Result<()> {
 
 pub async fn fanout(report: &mut Report, counts: &[usize], messages: u64, size: usize) -> Result<()> {
     for &n in counts {
-        for (mode, delay_ms, count) in [("burst", 0, messages), ("paced 50/s", 20, messages.min(250))] {
-            let scenario = format!("fan-out {n} subscribers, {mode}");
-            eprintln!("running {scenario}");
-            // The assistant messages, the result and the last lifecycle line.
-            let expected = n as u64 * (count + 2);
-            let server = fanout_server(false, n, count, size, delay_ms).await?.context("the server")?;
-            check(&server, expected, &scenario)?;
-            let peer = fanout_server(true, n, count, size, delay_ms).await?;
-            if let Some(peer) = &peer {
-                check(peer, expected, &format!("{scenario} (peer)"))?;
-            }
-            let ceiling = fanout_ceiling(n, count, size, delay_ms).await?;
-            check(&ceiling, n as u64 * count, &format!("{scenario} (ceiling)"))?;
-            compare(report, &scenario, &server, peer.as_ref(), &ceiling);
-        }
+        let load = Load { runs: 1, subscribers: n, messages, size, delay_ms: 0 };
+        burst_and_paced(report, &format!("fan-out {n} subscribers"), load).await?;
     }
     Ok(())
 }
@@ -246,48 +280,10 @@ fn compare(report: &mut Report, scenario: &str, server: &Delivery, peer: Option<
 
 pub async fn runs(report: &mut Report, counts: &[usize], messages: u64) -> Result<()> {
     for &n in counts {
-        for (mode, delay_ms, count) in [("burst", 0, messages), ("paced 50/s", 20, messages.min(250))] {
-            let scenario = format!("{n} concurrent runs, 1 subscriber each, {mode}");
-            eprintln!("running {scenario}");
-            let expected = n as u64 * (count + 2);
-            let server = runs_server(false, n, count, delay_ms).await?.context("the server")?;
-            check(&server, expected, &scenario)?;
-            let peer = runs_server(true, n, count, delay_ms).await?;
-            if let Some(peer) = &peer {
-                check(peer, expected, &format!("{scenario} (peer)"))?;
-            }
-            // The ceiling's equivalent: the same frames to n subscribers.
-            let ceiling = fanout_ceiling(n, count, 200, delay_ms).await?;
-            check(&ceiling, n as u64 * count, &format!("{scenario} (ceiling)"))?;
-            compare(report, &scenario, &server, peer.as_ref(), &ceiling);
-        }
+        let load = Load { runs: n, subscribers: 1, messages, size: 200, delay_ms: 0 };
+        burst_and_paced(report, &format!("{n} concurrent runs, 1 subscriber each"), load).await?;
     }
     Ok(())
-}
-
-/// `n` runs at once, one subscriber each, against the server (or the peer).
-async fn runs_server(peer: bool, n: usize, messages: u64, delay_ms: u64) -> Result<Option<Delivery>> {
-    let dir = tempdir()?;
-    let server = match peer {
-        false => Server::start(SERVER_CORE, None, &dir)?,
-        true => match Server::start_peer(SERVER_CORE, &dir)? {
-            Some(server) => server,
-            None => return Ok(None),
-        },
-    };
-    let workspace = server.workspace().await?;
-    let go_file = dir.join("go");
-    let prompt = format!("fake: messages={messages} size=200 delay_ms={delay_ms} wait_for={}", go_file.display());
-    let mut sockets = Vec::new();
-    for _ in 0..n {
-        let (execution, _) = server.start_run(&workspace, &prompt).await?;
-        sockets.extend(subscribers(&server.ws_url(), 1, &execution, 3).await?);
-    }
-    let cpu_before = cpu_time(server.pid());
-    let (seen, elapsed) = drain_all(sockets, 3, || Ok(std::fs::write(&go_file, b"go")?)).await?;
-    let cpu = cpu_time(server.pid()) - cpu_before;
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(Some(Delivery::from(seen, elapsed, cpu)))
 }
 
 pub async fn idle(report: &mut Report, counts: &[usize]) -> Result<()> {
