@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use entity::{execution, session, workspace};
-use sea_orm::{prelude::*, DatabaseBackend, FromQueryResult, Statement, Value};
+use sea_orm::{prelude::*, FromQueryResult, Statement, Value};
 use uuid::Uuid;
 
 use super::DbResult;
@@ -92,10 +92,7 @@ async fn windowed<M: FromQueryResult>(
     let mut values: Vec<Value> = Vec::new();
     let mut bind = |value: Value| {
         values.push(value);
-        match backend {
-            DatabaseBackend::Postgres => format!("${}", values.len()),
-            _ => "?".to_owned(),
-        }
+        super::placeholder(backend, values.len())
     };
     let list: Vec<String> = parents.iter().map(|id| bind((*id).into())).collect();
     let mut filters = format!("\"{parent_column}\" IN ({})", list.join(", "));

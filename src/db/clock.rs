@@ -9,7 +9,7 @@
 //! last statement: holding that row lock, it waits for nothing else.
 
 use entity::execution;
-use sea_orm::{prelude::*, DatabaseBackend, QueryOrder, QuerySelect, Statement};
+use sea_orm::{prelude::*, QueryOrder, QuerySelect, Statement};
 use uuid::Uuid;
 
 use super::{executions::Status, DbResult};
@@ -18,7 +18,7 @@ use super::{executions::Status, DbResult};
 /// signals it to other replicas).
 pub async fn touch(txn: &impl ConnectionTrait, execution_id: Uuid) -> DbResult<()> {
     let backend = txn.get_database_backend();
-    let placeholder = if backend == DatabaseBackend::Postgres { "$1" } else { "?" };
+    let placeholder = super::placeholder(backend, 1);
     let sql = format!(
         "INSERT INTO owner_clock (owner, seq) \
          SELECT w.owner, 1 FROM execution e JOIN workspace w ON w.id = e.workspace_id WHERE e.id = {placeholder} \
@@ -38,7 +38,7 @@ pub async fn touch(txn: &impl ConnectionTrait, execution_id: Uuid) -> DbResult<(
 /// The owner's counter now.
 pub async fn now(db: &impl ConnectionTrait, owner: &str) -> DbResult<i64> {
     let backend = db.get_database_backend();
-    let placeholder = if backend == DatabaseBackend::Postgres { "$1" } else { "?" };
+    let placeholder = super::placeholder(backend, 1);
     let sql = format!("SELECT seq FROM owner_clock WHERE owner = {placeholder}");
     let row = db.query_one(Statement::from_sql_and_values(backend, sql, [owner.into()])).await?;
     Ok(row.map(|r| r.try_get::<i64>("", "seq")).transpose()?.unwrap_or(0))

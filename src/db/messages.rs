@@ -83,12 +83,7 @@ fn insert_statement(
             if column > 0 {
                 sql.push(',');
             }
-            match backend {
-                sea_orm::DatabaseBackend::Postgres => {
-                    let _ = std::fmt::Write::write_fmt(&mut sql, format_args!("${}", values.len() + column + 1));
-                }
-                _ => sql.push('?'),
-            }
+            sql.push_str(&super::placeholder(backend, values.len() + column + 1));
         }
         sql.push(')');
         values.extend([

@@ -31,6 +31,15 @@ pub enum DbError {
 
 pub type DbResult<T> = Result<T, DbError>;
 
+/// The `n`th (from 1) bound parameter of a hand-written statement, as the
+/// backend spells it.
+pub fn placeholder(backend: sea_orm::DatabaseBackend, n: usize) -> String {
+    match backend {
+        sea_orm::DatabaseBackend::Postgres => format!("${n}"),
+        _ => "?".to_owned(),
+    }
+}
+
 /// Serialises the transactions that take the same `key` (a check and the
 /// insert it guards), so that racing ones cannot both pass the check. On
 /// PostgreSQL an advisory lock held until `txn` ends (across replicas). On

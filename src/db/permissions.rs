@@ -74,6 +74,20 @@ pub async fn find(db: &DatabaseConnection, id: Uuid) -> DbResult<Option<permissi
     Ok(permission_request::Entity::find_by_id(id).one(db).await?)
 }
 
+/// The requests of these executions that wait for an answer, oldest first,
+/// in one query.
+pub async fn pending_of(db: &DatabaseConnection, execution_ids: &[Uuid]) -> DbResult<Vec<permission_request::Model>> {
+    if execution_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(permission_request::Entity::find()
+        .filter(permission_request::Column::ExecutionId.is_in(execution_ids.iter().copied()))
+        .filter(permission_request::Column::Status.eq(PENDING))
+        .order_by_asc(permission_request::Column::Id)
+        .all(db)
+        .await?)
+}
+
 /// An execution's requests, oldest first; only pending ones if asked.
 pub async fn of_execution(
     db: &DatabaseConnection,

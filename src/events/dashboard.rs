@@ -143,19 +143,20 @@ enum Wake {
     Nothing,
 }
 
-/// Each execution with its permission requests that wait for an answer.
+/// Each execution with its permission requests that wait for an answer
+/// (one query for all of them).
 async fn with_waiting(
     db: &DatabaseConnection,
     executions: Vec<entity::execution::Model>,
 ) -> Result<Vec<(entity::execution::Model, Vec<entity::permission_request::Model>)>, db::DbError> {
-    let mut out = Vec::with_capacity(executions.len());
-    for execution in executions {
-        let waiting = if execution.status.is_terminal() {
-            Vec::new()
-        } else {
-            db::permissions::of_execution(db, execution.id, true).await?
-        };
-        out.push((execution, waiting));
-    }
-    Ok(out)
+    let active: Vec<Uuid> = executions.iter().filter(|e| !e.status.is_terminal()).map(|e| e.id).collect();
+    let mut waiting = db::permissions::pending_of(db, &active).await?;
+    Ok(executions
+        .into_iter()
+        .map(|execution| {
+            let (mine, rest) = waiting.drain(..).partition(|r| r.execution_id == execution.id);
+            waiting = rest;
+            (execution, mine)
+        })
+        .collect())
 }
