@@ -92,7 +92,7 @@ async fn windowed<M: FromQueryResult>(
     let mut values: Vec<Value> = Vec::new();
     let mut bind = |value: Value| {
         values.push(value);
-        super::placeholder(backend, values.len())
+        super::placeholder(backend, values.len()).to_string()
     };
     let list: Vec<String> = parents.iter().map(|id| bind((*id).into())).collect();
     let mut filters = format!("\"{parent_column}\" IN ({})", list.join(", "));

@@ -1,5 +1,7 @@
 //! Stored messages: the lines `claude` wrote, in order.
 
+use std::fmt::Write as _;
+
 use chrono::Utc;
 use entity::{execution, message, session};
 use sea_orm::{prelude::*, QueryOrder, QuerySelect, Statement, TransactionTrait};
@@ -83,7 +85,7 @@ fn insert_statement(
             if column > 0 {
                 sql.push(',');
             }
-            sql.push_str(&super::placeholder(backend, values.len() + column + 1));
+            let _ = write!(sql, "{}", super::placeholder(backend, values.len() + column + 1));
         }
         sql.push(')');
         values.extend([

@@ -32,12 +32,19 @@ pub enum DbError {
 pub type DbResult<T> = Result<T, DbError>;
 
 /// The `n`th (from 1) bound parameter of a hand-written statement, as the
-/// backend spells it.
-pub fn placeholder(backend: sea_orm::DatabaseBackend, n: usize) -> String {
-    match backend {
-        sea_orm::DatabaseBackend::Postgres => format!("${n}"),
-        _ => "?".to_owned(),
+/// backend spells it; written straight into the statement's text (the
+/// message insert writes nine a line).
+pub fn placeholder(backend: sea_orm::DatabaseBackend, n: usize) -> impl std::fmt::Display {
+    struct Placeholder(sea_orm::DatabaseBackend, usize);
+    impl std::fmt::Display for Placeholder {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            match self.0 {
+                sea_orm::DatabaseBackend::Postgres => write!(f, "${}", self.1),
+                _ => f.write_str("?"),
+            }
+        }
     }
+    Placeholder(backend, n)
 }
 
 /// Serialises the transactions that take the same `key` (a check and the

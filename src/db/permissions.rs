@@ -54,6 +54,15 @@ pub async fn create(db: &DatabaseConnection, new: NewRequest) -> DbResult<permis
 
 /// The request, if its execution's workspace belongs to `owner`.
 pub async fn get(db: &DatabaseConnection, owner: &str, id: Uuid) -> DbResult<Option<permission_request::Model>> {
+    Ok(get_many(db, owner, &[id]).await?.pop())
+}
+
+/// The owner's requests among these ids (in no particular order), in one
+/// query.
+pub async fn get_many(db: &DatabaseConnection, owner: &str, ids: &[Uuid]) -> DbResult<Vec<permission_request::Model>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
     let owned_executions = Query::select()
         .column((execution::Entity, execution::Column::Id))
         .from(execution::Entity)
@@ -64,9 +73,10 @@ pub async fn get(db: &DatabaseConnection, owner: &str, id: Uuid) -> DbResult<Opt
         )
         .and_where(Expr::col((workspace::Entity, workspace::Column::Owner)).eq(owner))
         .to_owned();
-    Ok(permission_request::Entity::find_by_id(id)
+    Ok(permission_request::Entity::find()
+        .filter(permission_request::Column::Id.is_in(ids.iter().copied()))
         .filter(permission_request::Column::ExecutionId.in_subquery(owned_executions))
-        .one(db)
+        .all(db)
         .await?)
 }
 

@@ -10,7 +10,11 @@
 //! so a client only keeps the latest per execution. Progress events are
 //! live only, from runs on this server.
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
 
 use async_stream::stream;
 use futures_util::Stream;
@@ -150,12 +154,14 @@ async fn with_waiting(
     executions: Vec<entity::execution::Model>,
 ) -> Result<Vec<(entity::execution::Model, Vec<entity::permission_request::Model>)>, db::DbError> {
     let active: Vec<Uuid> = executions.iter().filter(|e| !e.status.is_terminal()).map(|e| e.id).collect();
-    let mut waiting = db::permissions::pending_of(db, &active).await?;
+    let mut waiting: HashMap<Uuid, Vec<_>> = HashMap::new();
+    for request in db::permissions::pending_of(db, &active).await? {
+        waiting.entry(request.execution_id).or_default().push(request);
+    }
     Ok(executions
         .into_iter()
         .map(|execution| {
-            let (mine, rest) = waiting.drain(..).partition(|r| r.execution_id == execution.id);
-            waiting = rest;
+            let mine = waiting.remove(&execution.id).unwrap_or_default();
             (execution, mine)
         })
         .collect())

@@ -110,10 +110,7 @@ impl QueryRoot {
 
     /// Anything of yours by its id (Relay's object identification), or null.
     async fn node(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Node>> {
-        match node_id(&id) {
-            Some(id) => Ok(Node::find_many(ctx, &[id]).await?.pop().flatten()),
-            None => Ok(None),
-        }
+        Ok(Node::find_many(ctx, &[node_id(&id)]).await?.pop().flatten())
     }
 
     /// `node` for several ids at once (at most 100), in their order.
@@ -122,8 +119,7 @@ impl QueryRoot {
         if ids.len() > MAX_NODES {
             return Err(AppError::bad_input("ids", format!("at most {MAX_NODES} ids"))).gql();
         }
-        // Ids that are not UUIDs name nothing: the nil UUID stands in.
-        let ids: Vec<Uuid> = ids.iter().map(|id| node_id(id).unwrap_or(Uuid::nil())).collect();
+        let ids: Vec<Option<Uuid>> = ids.iter().map(node_id).collect();
         Node::find_many(ctx, &ids).await
     }
 

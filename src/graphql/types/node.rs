@@ -3,6 +3,8 @@
 //! Ids are UUIDs, unique across all types, so they serve as global ids as
 //! they are (and stay the ids every other field and argument takes).
 
+use std::collections::HashMap;
+
 use async_graphql::{Context, Interface, ID};
 use uuid::Uuid;
 
@@ -22,29 +24,35 @@ pub enum Node {
 
 impl Node {
     /// The viewer's objects with these ids, whatever their types, in order;
-    /// None for an id that names nothing of theirs. Executions, sessions
-    /// and workspaces are loaded in one batch each.
-    pub async fn find_many(ctx: &Context<'_>, ids: &[Uuid]) -> async_graphql::Result<Vec<Option<Node>>> {
+    /// None for an id that names nothing of theirs (or is not a UUID).
+    /// Each type is loaded in one batch.
+    pub async fn find_many(ctx: &Context<'_>, ids: &[Option<Uuid>]) -> async_graphql::Result<Vec<Option<Node>>> {
         let loaders = loaders(ctx)?;
-        let keys = ids.iter().copied();
+        let keys = ids.iter().flatten().copied();
         let executions = loaders.executions.load_many(keys.clone()).await.map_err(load_error).gql()?;
         let sessions = loaders.sessions.load_many(keys.clone()).await.map_err(load_error).gql()?;
-        let workspaces = loaders.workspaces.load_many(keys).await.map_err(load_error).gql()?;
-        let mut found = Vec::with_capacity(ids.len());
-        for id in ids {
-            let node = if let Some(e) = executions.get(id) {
+        let workspaces = loaders.workspaces.load_many(keys.clone()).await.map_err(load_error).gql()?;
+        let rest: Vec<Uuid> = keys
+            .filter(|id| !(executions.contains_key(id) || sessions.contains_key(id) || workspaces.contains_key(id)))
+            .collect();
+        let requests: HashMap<Uuid, _> = db::permissions::get_many(&state(ctx)?.db, &viewer(ctx)?.sub, &rest)
+            .await
+            .gql()?
+            .into_iter()
+            .map(|request| (request.id, request))
+            .collect();
+        let node = |id: &Uuid| {
+            if let Some(e) = executions.get(id) {
                 Some(Node::Execution(Execution(e.clone())))
             } else if let Some(s) = sessions.get(id) {
                 Some(Node::Session(Session(s.clone())))
             } else if let Some(w) = workspaces.get(id) {
                 Some(Node::Workspace(Workspace(w.clone())))
             } else {
-                let request = db::permissions::get(&state(ctx)?.db, &viewer(ctx)?.sub, *id).await.gql()?;
-                request.map(|p| Node::PermissionRequest(PermissionRequest(p)))
-            };
-            found.push(node);
-        }
-        Ok(found)
+                requests.get(id).map(|p| Node::PermissionRequest(PermissionRequest(p.clone())))
+            }
+        };
+        Ok(ids.iter().map(|id| id.as_ref().and_then(node)).collect())
     }
 }
 
