@@ -88,6 +88,7 @@ impl App {
                 policy: crate::claude::policy::ToolPolicy::from_config(&config),
                 roots: crate::paths::WorkspaceRoots::new(config.workspace_roots.clone()),
                 stall_after: config.stall_after,
+                idempotency_ttl: config.idempotency_key_ttl,
                 runner: Runner {
                     max_line_bytes: config.max_line_bytes,
                     grace: config.cancel_grace,

@@ -227,6 +227,11 @@ pub struct Config {
     #[arg(long = "max-active-executions-per-user", env = "MAX_ACTIVE_EXECUTIONS_PER_USER", default_value_t = 16)]
     pub max_active_executions_per_user: u64,
 
+    /// How long a start's idempotency key is remembered: a retry with the
+    /// same key within this time returns the execution the first start made.
+    #[arg(long = "idempotency-key-ttl", env = "IDEMPOTENCY_KEY_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub idempotency_key_ttl: Duration,
+
     /// A tool-permission request not answered within this is denied.
     #[arg(long = "permission-timeout", env = "PERMISSION_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
     pub permission_timeout: Duration,

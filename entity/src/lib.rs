@@ -2,6 +2,7 @@
 //! the server's `db` module).
 
 pub mod execution;
+pub mod idempotency_key;
 pub mod message;
 pub mod permission_request;
 pub mod replica;

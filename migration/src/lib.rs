@@ -9,6 +9,7 @@ mod m20261201_000004_replica_leases;
 mod m20261201_000005_execution_stalled_since;
 mod m20261201_000006_model_and_title;
 mod m20261201_000007_change_clock;
+mod m20261201_000008_idempotency_keys;
 
 pub struct Migrator;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000005_execution_stalled_since::Migration),
             Box::new(m20261201_000006_model_and_title::Migration),
             Box::new(m20261201_000007_change_clock::Migration),
+            Box::new(m20261201_000008_idempotency_keys::Migration),
         ]
     }
 }

@@ -5,6 +5,7 @@
 pub mod batch;
 pub mod clock;
 pub mod executions;
+pub mod idempotency;
 pub mod messages;
 pub mod permissions;
 pub mod removal;

@@ -5,8 +5,20 @@ use super::*;
 impl Executor {
     /// Creates the execution (and a session if none is given), queues it,
     /// and returns at once.
-    pub async fn start(&self, owner: &str, req: StartRequest) -> AppResult<(execution::Model, session::Model)> {
+    ///
+    /// With an idempotency key the owner used before (within its time to
+    /// live), the execution that start made is returned instead, and
+    /// nothing is started; with other input, the key is refused. A start
+    /// that fails records no key, so its retry is a new attempt.
+    pub async fn start(&self, owner: &str, req: StartRequest) -> AppResult<Started> {
         let db = &self.inner.db;
+        let fingerprint = req.fingerprint();
+        // A retry is answered before the rate limits: it starts nothing.
+        if let Some(key) = &req.idempotency_key {
+            if let Some(earlier) = self.replay(db, owner, key, &fingerprint).await? {
+                return Ok(earlier);
+            }
+        }
         // Users who stopped starting runs need no bucket any more.
         if self.inner.starts.len() > RATE_LIMITED_USERS {
             self.inner.starts.retain_recent();
@@ -48,6 +60,14 @@ impl Executor {
         let _admission = self.inner.admission.lock().await;
         let txn = db.begin().await.map_err(db::DbError::from)?;
         db::lock_for(&txn, &format!("admission:{owner}")).await?;
+        if let Some(key) = &req.idempotency_key {
+            db::idempotency::forget_expired(&txn, owner, self.idempotency_cutoff()).await?;
+            // A start with this key may have been admitted since the look
+            // above (on this server or another: the lock is shared).
+            if let Some(earlier) = self.replay(&txn, owner, key, &fingerprint).await? {
+                return Ok(earlier);
+            }
+        }
         // Deletions take the same lock: the workspace (and the session,
         // checked by its claim below) are still there.
         db::workspaces::get(&txn, owner, workspace.id).await?.ok_or(AppError::NotFound("workspace"))?;
@@ -90,6 +110,15 @@ impl Executor {
             },
         )
         .await?;
+        if let Some(key) = &req.idempotency_key {
+            // The primary key settles what the lock did not: the start that
+            // recorded the key first is the one that happened.
+            if !db::idempotency::record(&txn, owner, key, &fingerprint, execution.id).await? {
+                drop(txn);
+                let earlier = self.replay(db, owner, key, &fingerprint).await?;
+                return earlier.ok_or_else(|| AppError::Internal(format!("idempotency key of {owner} vanished")));
+            }
+        }
         txn.commit().await.map_err(db::DbError::from)?;
         drop(_admission);
         // No await between the commit and the spawn: if the client goes away
@@ -105,6 +134,54 @@ impl Executor {
         };
         self.spawn_run(execution.clone(), command, req.prompt, publisher);
         let session = db::sessions::find(db, session.id).await?.unwrap_or(session);
-        Ok((execution, session))
+        Ok(Started { execution, session, replayed: false })
+    }
+
+    /// The start the owner's `key` made, if it has not expired; refused
+    /// when it was made with other input.
+    async fn replay(
+        &self,
+        db: &impl sea_orm::ConnectionTrait,
+        owner: &str,
+        key: &str,
+        fingerprint: &str,
+    ) -> AppResult<Option<Started>> {
+        let Some(recorded) = db::idempotency::find(db, owner, key, self.idempotency_cutoff()).await? else {
+            return Ok(None);
+        };
+        if recorded.request_hash != fingerprint {
+            return Err(AppError::bad_input(
+                "idempotencyKey",
+                "this idempotency key was used for a start with other input; use a new key for a new start",
+            ));
+        }
+        // The key goes with its execution (a foreign key's cascade).
+        let missing = || AppError::Internal(format!("execution {} of an idempotency key", recorded.execution_id));
+        let execution = db::executions::find(db, recorded.execution_id).await?.ok_or_else(missing)?;
+        let session = db::sessions::find(db, execution.session_id).await?.ok_or_else(missing)?;
+        Ok(Some(Started { execution, session, replayed: true }))
+    }
+
+    /// Keys recorded at or before this have expired.
+    fn idempotency_cutoff(&self) -> chrono::DateTime<chrono::Utc> {
+        let ttl = chrono::TimeDelta::from_std(self.inner.idempotency_ttl).unwrap_or(chrono::TimeDelta::MAX);
+        chrono::Utc::now().checked_sub_signed(ttl).unwrap_or(chrono::DateTime::UNIX_EPOCH)
+    }
+}
+
+impl StartRequest {
+    /// What makes two starts the same: a SHA-256 of everything they ask for
+    /// (serde_json sorts object keys, so the order of metadata's keys does
+    /// not matter).
+    fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let canonical = serde_json::json!({
+            "workspaceId": self.workspace_id,
+            "sessionId": self.session_id,
+            "prompt": self.prompt,
+            "options": self.options,
+            "metadata": self.metadata,
+        });
+        format!("{:x}", Sha256::digest(canonical.to_string()))
     }
 }

@@ -68,6 +68,17 @@ pub struct StartRequest {
     pub prompt: String,
     pub options: RunOptions,
     pub metadata: Option<serde_json::Value>,
+    /// A retry with the same key returns the execution the first start made.
+    pub idempotency_key: Option<String>,
+}
+
+/// What a start returns.
+pub struct Started {
+    pub execution: execution::Model,
+    pub session: session::Model,
+    /// The start's idempotency key had made this execution before: nothing
+    /// new was started.
+    pub replayed: bool,
 }
 
 /// What a queued run is started with.
@@ -131,6 +142,8 @@ struct Inner {
     /// Serialises admissions on this server (see `start`).
     admission: tokio::sync::Mutex<()>,
     stall_after: Duration,
+    /// How long a start's idempotency key is remembered.
+    idempotency_ttl: Duration,
 }
 
 /// How the executor is set up.
@@ -148,6 +161,8 @@ pub struct ExecutorConfig {
     pub roots: WorkspaceRoots,
     /// A run quiet for this long is stalled.
     pub stall_after: Duration,
+    /// How long a start's idempotency key is remembered.
+    pub idempotency_ttl: Duration,
 }
 
 impl Executor {
@@ -171,6 +186,7 @@ impl Executor {
                 roots: config.roots,
                 admission: tokio::sync::Mutex::new(()),
                 stall_after: config.stall_after,
+                idempotency_ttl: config.idempotency_ttl,
             }),
         }
     }

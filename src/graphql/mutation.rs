@@ -43,6 +43,14 @@ pub struct StartExecutionInput {
     pub include_partial_messages: Option<bool>,
     /// Anything of yours, kept with the execution.
     pub metadata: Option<Json>,
+    /// Makes retrying the start safe: a start with a key you used before
+    /// (within IDEMPOTENCY_KEY_TTL, default 24 h) returns the execution the
+    /// first one made, and starts nothing; with other input, the key is
+    /// refused (BAD_USER_INPUT). Racing starts with one key make one
+    /// execution. A start that failed records no key. 1 to 255 printable
+    /// ASCII characters, e.g. a UUID made by the client. The
+    /// `Idempotency-Key` HTTP header does the same.
+    pub idempotency_key: Option<String>,
 }
 
 /// The new execution and its session.
@@ -50,7 +58,17 @@ pub struct StartExecutionInput {
 pub struct StartExecutionPayload {
     pub execution: Execution,
     pub session: Session,
+    /// True when the idempotency key had started this execution before:
+    /// this call started nothing.
+    pub replayed: bool,
 }
+
+/// The `Idempotency-Key` header of an HTTP request: the key of its
+/// `startExecution` when the input names none.
+pub struct IdempotencyKeyHeader(pub String);
+
+/// The longest idempotency key.
+const MAX_IDEMPOTENCY_KEY: usize = 255;
 
 /// An answer to a permission request.
 #[derive(async_graphql::Enum, Copy, Clone, Debug, PartialEq, Eq)]
@@ -98,9 +116,14 @@ impl RunMutation {
         input: StartExecutionInput,
     ) -> async_graphql::Result<StartExecutionPayload> {
         let state = state(ctx)?;
-        let request = start_request(state.executor.policy(), input).gql()?;
-        let (execution, session) = state.executor.start(&viewer(ctx)?.sub, request).await.gql()?;
-        Ok(StartExecutionPayload { execution: Execution(execution), session: Session(session) })
+        let header = ctx.data_opt::<IdempotencyKeyHeader>().map(|h| h.0.as_str());
+        let request = start_request(state.executor.policy(), input, header).gql()?;
+        let started = state.executor.start(&viewer(ctx)?.sub, request).await.gql()?;
+        Ok(StartExecutionPayload {
+            execution: Execution(started.execution),
+            session: Session(started.session),
+            replayed: started.replayed,
+        })
     }
 
     /// Stops a run: Claude is interrupted, then its stdin closed, then it
@@ -204,8 +227,9 @@ impl RunMutation {
 }
 
 /// Checks every field of a start request.
-fn start_request(policy: &ToolPolicy, input: StartExecutionInput) -> AppResult<StartRequest> {
+fn start_request(policy: &ToolPolicy, input: StartExecutionInput, header: Option<&str>) -> AppResult<StartRequest> {
     let workspace_id = parse_id(&input.workspace_id, "workspaceId")?;
+    let idempotency_key = idempotency_key(input.idempotency_key.as_deref(), header)?;
     let session_id = input.session_id.as_ref().map(|id| parse_id(id, "sessionId")).transpose()?;
     // NUL cannot be stored (PostgreSQL text) nor passed in argv.
     no_nul("prompt", &input.prompt)?;
@@ -277,7 +301,27 @@ fn start_request(policy: &ToolPolicy, input: StartExecutionInput) -> AppResult<S
             include_partial_messages: input.include_partial_messages.unwrap_or(false),
         },
         metadata: input.metadata.map(|m| m.0),
+        idempotency_key,
     })
+}
+
+/// The start's idempotency key: the input's, or the header's; both may be
+/// given only when they agree.
+fn idempotency_key(input: Option<&str>, header: Option<&str>) -> AppResult<Option<String>> {
+    const FIELD: &str = "idempotencyKey";
+    let key = match (input, header) {
+        (Some(input), Some(header)) if input != header => {
+            return Err(AppError::bad_input(FIELD, "`idempotencyKey` differs from the Idempotency-Key header"));
+        }
+        (Some(key), _) | (None, Some(key)) => key,
+        (None, None) => return Ok(None),
+    };
+    let printable = key.bytes().all(|b| (b' '..=b'~').contains(&b));
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || !printable {
+        let why = format!("an idempotency key is 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters");
+        return Err(AppError::bad_input(FIELD, why));
+    }
+    Ok(Some(key.to_owned()))
 }
 
 /// Refuses a NUL character, which no store or argv can carry.

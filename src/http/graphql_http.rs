@@ -26,6 +26,7 @@ use crate::graphql::{
     documents::{Params, Prepared},
     errors::{is_request_error, set_trace_id, shape, too_large},
     loaders::Loaders,
+    mutation::IdempotencyKeyHeader,
     types::Unauthenticated,
 };
 
@@ -199,6 +200,10 @@ pub async fn graphql_http(
     }
     let remember = prepared.take_remember();
     let mut request = prepared.into_request().data(trace.clone());
+    if let Some(key) = headers.get("idempotency-key") {
+        // Not UTF-8: the replacement characters make it an invalid key.
+        request = request.data(IdempotencyKeyHeader(String::from_utf8_lossy(key.as_bytes()).into_owned()));
+    }
     let credentials = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     request = match http.auth.authenticate(credentials) {
         Ok(viewer) => request.data(Loaders::new(http.state.db.clone(), &viewer.sub)).data(viewer),

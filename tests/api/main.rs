@@ -12,6 +12,7 @@ mod dashboard;
 mod failures;
 mod fuzz;
 mod http;
+mod idempotency;
 mod inputs;
 mod interactive;
 mod lifecycle;
