@@ -10,6 +10,7 @@ mod m20261201_000005_execution_stalled_since;
 mod m20261201_000006_model_and_title;
 mod m20261201_000007_change_clock;
 mod m20261201_000008_idempotency_keys;
+mod m20261201_000009_one_running_per_session;
 
 pub struct Migrator;
 
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000006_model_and_title::Migration),
             Box::new(m20261201_000007_change_clock::Migration),
             Box::new(m20261201_000008_idempotency_keys::Migration),
+            Box::new(m20261201_000009_one_running_per_session::Migration),
         ]
     }
 }

@@ -19,7 +19,8 @@ pub struct NewExecution {
     pub options: Json,
     pub metadata: Option<Json>,
     pub resumed_from: Option<String>,
-    pub replica_id: String,
+    /// None for an execution queued behind its session's run (see `queue`).
+    pub replica_id: Option<String>,
 }
 
 pub async fn create(db: &impl ConnectionTrait, new: NewExecution) -> DbResult<execution::Model> {
@@ -41,7 +42,7 @@ pub async fn create(db: &impl ConnectionTrait, new: NewExecution) -> DbResult<ex
         exit_code: Set(None),
         error_code: Set(None),
         error_message: Set(None),
-        replica_id: Set(Some(new.replica_id)),
+        replica_id: Set(new.replica_id),
         created_at: Set(Utc::now()),
         started_at: Set(None),
         finished_at: Set(None),
@@ -141,17 +142,29 @@ pub struct Finish {
     pub result: Option<Json>,
 }
 
+/// What finishing an execution did.
+pub struct Finished {
+    /// Its permission requests that were still waiting.
+    pub cancelled: Vec<entity::permission_request::Model>,
+    /// The session's next queued execution, now taken by the replica that
+    /// finished this one, to be launched by it.
+    pub next: Option<execution::Model>,
+}
+
 /// Marks the execution finished, frees its session and cancels its
 /// permission requests still waiting for an answer (nobody can act on them
-/// any more), in one transaction. Only a PENDING or RUNNING execution is
-/// finished; returns None if it already was, else the requests cancelled.
+/// any more), in one transaction; with `take_next_for`, that replica takes
+/// the session's next queued execution in it too. Only a PENDING or
+/// RUNNING execution is finished; returns None if it already was.
 pub async fn finish(
     db: &DatabaseConnection,
     id: Uuid,
     session_id: Uuid,
     f: Finish,
-) -> DbResult<Option<Vec<entity::permission_request::Model>>> {
+    take_next_for: Option<&str>,
+) -> DbResult<Option<Finished>> {
     let txn = db.begin().await?;
+    super::queue::lock(&txn, session_id).await?;
     let now = Utc::now();
     let updated = execution::Entity::update_many()
         .col_expr(execution::Column::Status, Expr::value(f.status.as_str()))
@@ -171,7 +184,7 @@ pub async fn finish(
         txn.rollback().await?;
         return Ok(None);
     }
-    session::Entity::update_many()
+    let freed = session::Entity::update_many()
         .col_expr(session::Column::ActiveExecutionId, Expr::value(Option::<Uuid>::None))
         .col_expr(
             session::Column::TotalCostUsd,
@@ -185,8 +198,12 @@ pub async fn finish(
     let cancelled = super::permissions::cancel_open(&txn, id).await?;
     // Also signals the other replicas.
     super::clock::touch(&txn, id).await?;
+    let next = match take_next_for {
+        Some(replica_id) if freed.rows_affected == 1 => super::queue::take_next(&txn, session_id, replica_id).await?,
+        _ => None,
+    };
     txn.commit().await?;
-    Ok(Some(cancelled))
+    Ok(Some(Finished { cancelled, next }))
 }
 
 /// How many PENDING or RUNNING executions `owner` has.

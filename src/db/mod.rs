@@ -8,6 +8,7 @@ pub mod executions;
 pub mod idempotency;
 pub mod messages;
 pub mod permissions;
+pub mod queue;
 pub mod removal;
 pub mod replicas;
 pub mod sessions;

@@ -40,6 +40,11 @@ pub async fn get(db: &impl ConnectionTrait, owner: &str, id: Uuid) -> DbResult<O
     Ok(workspace::Entity::find_by_id(id).filter(workspace::Column::Owner.eq(owner)).one(db).await?)
 }
 
+/// By id, without an owner check: for the server's own use.
+pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> DbResult<Option<workspace::Model>> {
+    Ok(workspace::Entity::find_by_id(id).one(db).await?)
+}
+
 /// One page of the owner's workspaces, newest first; `limit + 1` rows are
 /// read so the caller can tell whether there is a next page.
 pub async fn list(

@@ -80,15 +80,23 @@ impl Executor {
                 retry_after_ms: 1000,
             });
         }
+        // Set when the session is busy and the start waits in its queue.
+        let mut queued_behind = None;
         let session = match existing {
             Some(session) => {
+                // Runs ending in the session take this lock too: either this
+                // claim sees the session free, or the end sees this queued.
+                db::queue::lock(&txn, session.id).await?;
                 if !db::sessions::claim(&txn, session.id, execution_id).await? {
                     let now = db::sessions::find(&txn, session.id).await?;
-                    return Err(match now {
-                        Some(s) if s.status == db::sessions::CLOSED => AppError::SessionClosed(s.id.to_string()),
-                        Some(_) => AppError::SessionBusy(session.id.to_string()),
-                        None => AppError::NotFound("session"),
-                    });
+                    match now {
+                        Some(s) if s.status == db::sessions::CLOSED => {
+                            return Err(AppError::SessionClosed(s.id.to_string()))
+                        }
+                        Some(s) if req.if_busy != IfBusy::Reject => queued_behind = s.active_execution_id,
+                        Some(_) => return Err(AppError::SessionBusy(session.id.to_string())),
+                        None => return Err(AppError::NotFound("session")),
+                    }
                 }
                 // Read after the claim: the previous run may have recorded
                 // Claude's session id (to resume) in the meantime.
@@ -96,6 +104,7 @@ impl Executor {
             }
             None => db::sessions::create(&txn, workspace.id, execution_id, &req.prompt).await?,
         };
+        let queued = queued_behind.is_some();
         let execution = db::executions::create(
             &txn,
             db::executions::NewExecution {
@@ -105,8 +114,10 @@ impl Executor {
                 prompt: req.prompt.clone(),
                 options,
                 metadata: req.metadata,
-                resumed_from: session.claude_session_id.clone(),
-                replica_id: self.inner.replica_id.clone(),
+                // A queued execution resumes what the runs before it leave,
+                // and is taken by a server when its turn comes.
+                resumed_from: if queued { None } else { session.claude_session_id.clone() },
+                replica_id: (!queued).then(|| self.inner.replica_id.clone()),
             },
         )
         .await?;
@@ -121,20 +132,39 @@ impl Executor {
         }
         txn.commit().await.map_err(db::DbError::from)?;
         drop(_admission);
+        if let Some(running) = queued_behind {
+            // Its channel opens when it is taken from the queue.
+            drop(publisher);
+            if req.if_busy == IfBusy::Interrupt {
+                if let Err(e) = self.interrupt(owner, running).await {
+                    info!(error = %e, "the run a start asked to interrupt was not running");
+                }
+            }
+            return Ok(Started { execution, session, replayed: false });
+        }
         // No await between the commit and the spawn: if the client goes away
         // and this future is dropped, the run still has its task.
-        let mut options = req.options;
+        let command = self.command_for(&execution, &workspace, req.options);
+        self.spawn_run(execution.clone(), command, req.prompt, publisher);
+        let session = db::sessions::find(db, session.id).await?.unwrap_or(session);
+        Ok(Started { execution, session, replayed: false })
+    }
+
+    /// How `claude` is started for an execution in `workspace`.
+    pub(super) fn command_for(
+        &self,
+        execution: &execution::Model,
+        workspace: &entity::workspace::Model,
+        mut options: RunOptions,
+    ) -> ClaudeCommand {
         options.require_approval = Some(options.require_approval.unwrap_or(workspace.require_approval));
-        let command = ClaudeCommand {
+        ClaudeCommand {
             run_id: execution.id,
             bin: self.inner.claude_bin.clone(),
             cwd: PathBuf::from(&workspace.path),
             resume: execution.resumed_from.clone(),
             options,
-        };
-        self.spawn_run(execution.clone(), command, req.prompt, publisher);
-        let session = db::sessions::find(db, session.id).await?.unwrap_or(session);
-        Ok(Started { execution, session, replayed: false })
+        }
     }
 
     /// The start the owner's `key` made, if it has not expired; refused
@@ -181,6 +211,7 @@ impl StartRequest {
             "prompt": self.prompt,
             "options": self.options,
             "metadata": self.metadata,
+            "ifBusy": format!("{:?}", self.if_busy),
         });
         format!("{:x}", Sha256::digest(canonical.to_string()))
     }

@@ -13,6 +13,13 @@ impl Executor {
         if execution.status.is_terminal() {
             return Ok(execution);
         }
+        if db::queue::is_queued(&execution) && db::queue::cancel(db, id).await? {
+            // Its subscribers wait for it to be taken: wake them.
+            self.inner.broker.wakeups().wake(id);
+            return Ok(db::executions::find(db, id).await?.unwrap_or(execution));
+        }
+        // Taken from the queue meanwhile, if it was queued.
+        let execution = db::executions::find(db, id).await?.unwrap_or(execution);
         // The escalation takes at most two grace periods.
         let patience = self.inner.runner.grace * 2 + Duration::from_secs(2);
         let handle = self.lock_runs().get(&id).cloned();
@@ -43,7 +50,12 @@ impl Executor {
                 }
                 // Nobody runs it any more (its server is gone): record it.
                 let finish = outcome_finish(&Outcome::Cancelled, None, None, 0);
-                db::executions::finish(db, id, execution.session_id, finish).await?;
+                let me = Some(self.inner.replica_id.as_str());
+                if let Some(next) =
+                    db::executions::finish(db, id, execution.session_id, finish, me).await?.and_then(|f| f.next)
+                {
+                    self.launch(next);
+                }
             }
         }
         Ok(db::executions::find(db, id).await?.unwrap_or(execution))
@@ -57,6 +69,9 @@ impl Executor {
         // Read after closing: a start that claimed the session just before
         // is cancelled too, and none can claim it any more.
         let closed = db::sessions::find(db, id).await?.unwrap_or(session.clone());
+        for queued in db::queue::cancel_all(db, id).await? {
+            self.inner.broker.wakeups().wake(queued);
+        }
         if let Some(active) = closed.active_execution_id {
             self.cancel(owner, active).await?;
         }

@@ -47,6 +47,15 @@ impl Executor {
         };
         drop(pending);
         if _permit.is_none() {
+            if stop.reason() == Some(StopReason::Shutdown) {
+                // It never started: it waits in its session's queue for
+                // the next server (this one, restarted, or another).
+                match db::queue::requeue(&inner.db, execution.id, execution.session_id, None).await {
+                    Ok((true, _)) => return None,
+                    Ok((false, _)) => {}
+                    Err(e) => warn!(error = %e, "could not put the execution back in its queue"),
+                }
+            }
             let outcome = stop_outcome(stop.reason());
             return self.finish(execution, publisher, outcome_finish(&outcome, None, None, 0)).await;
         }
@@ -125,6 +134,41 @@ impl Executor {
         self.finish(execution, publisher, finish).await
     }
 
+    /// Runs an execution taken from its session's queue by this server.
+    pub(super) fn launch(&self, execution: execution::Model) {
+        let this = self.clone();
+        // Not awaited by the caller: a run's end launches the next run,
+        // whose end may launch another.
+        self.inner.tracker.spawn(async move {
+            let publisher = this.inner.broker.open(execution.id);
+            // Subscribers that waited for it to be taken.
+            this.inner.broker.wakeups().wake(execution.id);
+            match this.queued_command(&execution).await {
+                Ok(command) => {
+                    let prompt = execution.prompt.clone();
+                    this.spawn_run(execution, command, prompt, publisher);
+                }
+                Err(e) => {
+                    warn!(execution_id = %execution.id, error = %e, "could not launch a queued execution");
+                    let bin = this.inner.claude_bin.display().to_string();
+                    let finish = failure(&ClaudeError::SpawnFailed { bin, reason: e.to_string() }, None);
+                    this.finish(&execution, publisher, finish).await;
+                }
+            }
+        });
+    }
+
+    /// The command of a queued execution, from what its start stored.
+    async fn queued_command(&self, execution: &execution::Model) -> AppResult<ClaudeCommand> {
+        let workspace = db::workspaces::find(&self.inner.db, execution.workspace_id)
+            .await?
+            .ok_or(AppError::NotFound("workspace"))?;
+        self.inner.roots.check_registered(&workspace.path, &workspace.owner)?;
+        let options = serde_json::from_value(execution.options.clone())
+            .map_err(|e| AppError::Internal(format!("the stored options: {e}")))?;
+        Ok(self.command_for(execution, &workspace, options))
+    }
+
     /// Stores the final state, then sends the terminal event (in that order:
     /// a subscriber that sees the event finds the row final).
     async fn finish(
@@ -156,9 +200,13 @@ impl Executor {
                     break;
                 }
             }
-            match db::executions::finish(&self.inner.db, execution.id, execution.session_id, finish.clone()).await {
-                Ok(Some(cancelled)) => {
-                    for request in cancelled {
+            // A stopping server leaves the session's queue to the next one.
+            let take_next = (!self.inner.shutdown.is_cancelled()).then_some(self.inner.replica_id.as_str());
+            let stored =
+                db::executions::finish(&self.inner.db, execution.id, execution.session_id, finish.clone(), take_next);
+            match stored.await {
+                Ok(Some(finished)) => {
+                    for request in finished.cancelled {
                         publisher.publish(Event::Permission(crate::events::PermissionEvent {
                             execution_id: execution.id,
                             request: Box::new(request),
@@ -166,6 +214,9 @@ impl Executor {
                         }));
                     }
                     publisher.publish(Event::Status(status));
+                    if let Some(next) = finished.next {
+                        self.launch(next);
+                    }
                     return Some(final_status);
                 }
                 Ok(None) => {

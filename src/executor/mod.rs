@@ -70,6 +70,20 @@ pub struct StartRequest {
     pub metadata: Option<serde_json::Value>,
     /// A retry with the same key returns the execution the first start made.
     pub idempotency_key: Option<String>,
+    /// What to do when the session runs another execution.
+    pub if_busy: IfBusy,
+}
+
+/// What a start on a busy session does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum IfBusy {
+    /// Wait in the session's queue, and run when the runs before it ended.
+    #[default]
+    Queue,
+    /// Refuse it (SESSION_BUSY).
+    Reject,
+    /// Interrupt the running turn, and queue.
+    Interrupt,
 }
 
 /// What a start returns.

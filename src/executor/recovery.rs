@@ -12,9 +12,26 @@ impl Executor {
             self.finish_abandoned(e).await?;
         }
         if !stale.is_empty() {
-            info!(count = stale.len(), "marked interrupted runs of a previous server as FAILED");
+            info!(count = stale.len(), "finished or queued again the runs a previous server left");
         }
+        self.take_waiting().await?;
         Ok(stale.len())
+    }
+
+    /// Launches the next queued execution of every free session (a server
+    /// stopped before it could, or a queued start raced a run's end).
+    pub async fn take_waiting(&self) -> AppResult<usize> {
+        let sessions = db::queue::waiting_sessions(&self.inner.db).await?;
+        let mut launched = 0;
+        for session_id in sessions {
+            // Another server may take it first: then there is nothing here.
+            if let Some(next) = db::queue::promote(&self.inner.db, session_id, &self.inner.replica_id).await? {
+                info!(execution_id = %next.id, "took a queued execution of a free session");
+                self.launch(next);
+                launched += 1;
+            }
+        }
+        Ok(launched)
     }
 
     /// Takes (or renews) this server's lease, valid for `lease`.
@@ -58,6 +75,9 @@ impl Executor {
                 if let Err(e) = self.finish_orphans().await {
                     warn!(error = %e, "could not finish the runs of a gone server");
                 }
+                if let Err(e) = self.take_waiting().await {
+                    warn!(error = %e, "could not take the queued executions of free sessions");
+                }
             }
         }
     }
@@ -81,11 +101,25 @@ impl Executor {
 
     /// Finishes a run whose server is gone (FAILED / INTERRUPTED), after
     /// killing whatever of it outlived that server (a tool's background
-    /// job, the whole tree if the server was killed).
+    /// job, the whole tree if the server was killed); one that never
+    /// started goes back to its session's queue instead. Either way this
+    /// server takes the session's next execution.
     async fn finish_abandoned(&self, e: &execution::Model) -> AppResult<()> {
+        let db = &self.inner.db;
+        let me = Some(self.inner.replica_id.as_str());
+        if e.started_at.is_none() {
+            if let (true, next) = db::queue::requeue(db, e.id, e.session_id, me).await? {
+                if let Some(next) = next {
+                    self.launch(next);
+                }
+                return Ok(());
+            }
+        }
         crate::claude::sandbox::kill_leftovers(&e.id.to_string()).await;
         let finish = failure(&ClaudeError::Interrupted, None);
-        db::executions::finish(&self.inner.db, e.id, e.session_id, finish).await?;
+        if let Some(next) = db::executions::finish(db, e.id, e.session_id, finish, me).await?.and_then(|f| f.next) {
+            self.launch(next);
+        }
         Ok(())
     }
 }

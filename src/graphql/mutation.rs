@@ -51,6 +51,23 @@ pub struct StartExecutionInput {
     /// ASCII characters, e.g. a UUID made by the client. The
     /// `Idempotency-Key` HTTP header does the same.
     pub idempotency_key: Option<String>,
+    /// What happens when `sessionId` names a session that runs another
+    /// execution. Default QUEUE.
+    pub if_busy: Option<IfSessionBusy>,
+}
+
+/// What a start does when its session runs another execution.
+#[derive(async_graphql::Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "crate::executor::IfBusy")]
+pub enum IfSessionBusy {
+    /// Wait in the session's queue (PENDING, with `queuePosition`), and
+    /// run (resuming the session) when the executions before it ended.
+    /// Queued executions survive a restart and can be cancelled.
+    Queue,
+    /// Refuse the start with SESSION_BUSY.
+    Reject,
+    /// Interrupt the running turn (as `interruptExecution`), and queue.
+    Interrupt,
 }
 
 /// The new execution and its session.
@@ -108,8 +125,8 @@ pub struct RunMutation;
 impl RunMutation {
     /// Starts Claude on a prompt. Returns at once; the execution is PENDING
     /// until a slot is free, then RUNNING. Watch it with `executionEvents`.
-    /// A session runs one execution at a time: while one is pending or
-    /// running, another is refused with SESSION_BUSY.
+    /// A session runs one execution at a time: a start on a session that
+    /// runs one waits in the session's queue (see `ifBusy`).
     async fn start_execution(
         &self,
         ctx: &Context<'_>,
@@ -302,6 +319,7 @@ fn start_request(policy: &ToolPolicy, input: StartExecutionInput, header: Option
         },
         metadata: input.metadata.map(|m| m.0),
         idempotency_key,
+        if_busy: input.if_busy.map(Into::into).unwrap_or_default(),
     })
 }
 

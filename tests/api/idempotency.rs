@@ -78,7 +78,8 @@ async fn a_retry_returns_the_first_start(app: TestApp) {
 
     // A start that failed records no key: its retry is a new attempt.
     let (busy, session) = app.start(json!({ "workspaceId": workspace, "prompt": "fake: hang" })).await;
-    let follow_up = json!({ "workspaceId": workspace, "sessionId": session, "prompt": "next", "idempotencyKey": "k2" });
+    let follow_up = json!({ "workspaceId": workspace, "sessionId": session, "prompt": "next", "idempotencyKey": "k2",
+        "ifBusy": "REJECT" });
     let refused = start_with_key(&app, follow_up.clone()).await;
     assert_eq!(code(&refused), "SESSION_BUSY", "{refused}");
     app.ok("mutation($id: ID!) { cancelExecution(id: $id) { status } }", json!({ "id": busy })).await;

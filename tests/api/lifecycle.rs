@@ -69,18 +69,22 @@ async fn close_session_cancels_and_refuses(app: TestApp) {
     let (execution, session) = app.start(json!({ "workspaceId": workspace, "prompt": "fake: hang" })).await;
     let pid = wait_for_pid(&app, &dir).await;
 
-    // One execution at a time per session.
+    // One execution at a time per session: refused when asked to be.
     let busy = app
         .gql(
             "mutation($i: StartExecutionInput!) { startExecution(input: $i) { execution { id } } }",
-            json!({ "i": { "workspaceId": workspace, "sessionId": session, "prompt": "more" } }),
+            json!({ "i": { "workspaceId": workspace, "sessionId": session, "prompt": "more", "ifBusy": "REJECT" } }),
         )
         .await;
     assert_eq!(busy["errors"][0]["extensions"]["code"], "SESSION_BUSY");
+    // Else queued, and cancelled with the session.
+    let (queued, _) = app.start(json!({ "workspaceId": workspace, "sessionId": session, "prompt": "queued" })).await;
 
     let closed = app.ok("mutation($id: ID!) { closeSession(id: $id) { status } }", json!({ "id": session })).await;
     assert_eq!(closed["closeSession"]["status"], "CLOSED");
     assert_eq!(app.wait_finished(&execution).await["status"], "CANCELLED");
+    let queued = app.wait_finished(&queued).await;
+    assert_eq!((queued["status"].as_str(), queued["startedAt"].as_str()), (Some("CANCELLED"), None));
     assert!(!process_alive(pid));
 
     let refused = app
@@ -181,6 +185,19 @@ async fn runs_left_running_by_a_crashed_server_are_marked_interrupted() {
     ))
     .await
     .unwrap();
+    // And a prompt queued behind that run.
+    let queued = uuid::Uuid::now_v7();
+    let new = claude_graphql::db::executions::NewExecution {
+        id: queued,
+        session_id,
+        workspace_id: uuid::Uuid::parse_str(&workspace).unwrap(),
+        prompt: "queued".into(),
+        options: json!({}),
+        metadata: None,
+        resumed_from: None,
+        replica_id: None,
+    };
+    claude_graphql::db::executions::create(&db, new).await.unwrap();
     db.close().await.unwrap();
 
     let app = app.restart().await;
@@ -189,6 +206,8 @@ async fn runs_left_running_by_a_crashed_server_are_marked_interrupted() {
         (recovered["status"].as_str(), recovered["error"]["code"].as_str()),
         (Some("FAILED"), Some("INTERRUPTED"))
     );
+    // The queued prompt runs once the session is free again.
+    assert_eq!(app.wait_finished(&queued.to_string()).await["status"], "COMPLETED");
     let (next, _) = app.start(json!({ "workspaceId": workspace, "sessionId": session, "prompt": "again" })).await;
     assert_eq!(app.wait_finished(&next).await["status"], "COMPLETED");
 }

@@ -17,6 +17,7 @@ mod inputs;
 mod interactive;
 mod lifecycle;
 mod pipeline;
+mod queue;
 mod reliability;
 mod replicas;
 mod runs;

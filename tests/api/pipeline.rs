@@ -51,7 +51,7 @@ async fn a_lagging_subscriber_catches_up_from_the_store() {
         }
     }
     let finish = db::executions::Finish { status: db::executions::Status::Completed, ..Default::default() };
-    db::executions::finish(&conn, execution_id, session_id, finish).await.unwrap();
+    db::executions::finish(&conn, execution_id, session_id, finish, None).await.unwrap();
     publisher.publish(Event::Status(StatusEvent {
         execution_id,
         status: db::executions::Status::Completed,
@@ -174,7 +174,7 @@ async fn new_execution(conn: &sea_orm::DatabaseConnection, workspace: Uuid) -> (
         options: serde_json::json!({}),
         metadata: None,
         resumed_from: None,
-        replica_id: "test".into(),
+        replica_id: Some("test".into()),
     };
     db::executions::create(conn, new).await.unwrap();
     (execution_id, session.id)

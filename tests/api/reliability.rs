@@ -299,7 +299,7 @@ async fn a_live_replicas_runs_are_its_own_to_finish(db: crate::helpers::Db) {
         options: json!({}),
         metadata: None,
         resumed_from: None,
-        replica_id: "elsewhere".into(),
+        replica_id: Some("elsewhere".into()),
     };
     db::executions::create(&conn, new).await.unwrap();
     db::executions::mark_running(&conn, execution_id).await.unwrap();

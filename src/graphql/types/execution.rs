@@ -15,7 +15,8 @@ use crate::{
 /// CANCELLED.
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
 pub enum ExecutionStatus {
-    /// Waiting for a free slot (MAX_CONCURRENT_EXECUTIONS).
+    /// Waiting for a free slot (MAX_CONCURRENT_EXECUTIONS), or in its
+    /// session's queue (see `queuePosition`).
     Pending,
     Running,
     Completed,
@@ -82,6 +83,17 @@ impl Execution {
 
     async fn status(&self) -> ExecutionStatus {
         self.0.status.into()
+    }
+
+    /// While it waits in its session's queue (PENDING behind another run
+    /// of the session): how many wait before it, plus one (1 = next). Null
+    /// otherwise.
+    async fn queue_position(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<i32>> {
+        if !db::queue::is_queued(&self.0) {
+            return Ok(None);
+        }
+        let position = db::queue::position(&state(ctx)?.db, &self.0).await.gql()?;
+        Ok(position.map(|p| p.min(i32::MAX as u64) as i32))
     }
 
     /// See `ProgressEvent.progress`.
