@@ -89,6 +89,12 @@ impl App {
                 roots: crate::paths::WorkspaceRoots::new(config.workspace_roots.clone()),
                 stall_after: config.stall_after,
                 idempotency_ttl: config.idempotency_key_ttl,
+                parking: crate::executor::Parking {
+                    enabled: config.park_rate_limited,
+                    fallback_wait: config.rate_limit_wait,
+                    resume_prompt: config.resume_prompt.clone(),
+                    zone: config.limit_timezone,
+                },
                 runner: Runner {
                     max_line_bytes: config.max_line_bytes,
                     grace: config.cancel_grace,

@@ -232,6 +232,24 @@ pub struct Config {
     #[arg(long = "idempotency-key-ttl", env = "IDEMPOTENCY_KEY_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
     pub idempotency_key_ttl: Duration,
 
+    /// Park a run that hits a usage or rate limit (SCHEDULED) and resume
+    /// it when the limit resets, instead of failing it (RATE_LIMITED).
+    #[arg(long = "park-rate-limited", env = "PARK_RATE_LIMITED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub park_rate_limited: bool,
+
+    /// How long a parked run waits when the CLI did not say when the limit
+    /// resets.
+    #[arg(long = "rate-limit-wait", env = "RATE_LIMIT_WAIT", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub rate_limit_wait: Duration,
+
+    /// The message a parked run resumes with.
+    #[arg(long = "resume-prompt", env = "RESUME_PROMPT", default_value = "continue")]
+    pub resume_prompt: String,
+
+    /// The time zone of a reset the CLI names without one ("resets 5pm").
+    #[arg(long = "limit-timezone", env = "LIMIT_TIMEZONE", default_value = "UTC")]
+    pub limit_timezone: chrono_tz::Tz,
+
     /// A tool-permission request not answered within this is denied.
     #[arg(long = "permission-timeout", env = "PERMISSION_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
     pub permission_timeout: Duration,

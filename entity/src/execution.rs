@@ -39,6 +39,10 @@ pub struct Model {
     pub model: Option<String>,
     /// Its owner's change counter at its latest change (see `db::clock`).
     pub change_seq: Option<i64>,
+    /// While SCHEDULED: when it resumes.
+    pub resume_at: Option<DateTimeUtc>,
+    /// How often it was parked for a usage or rate limit.
+    pub park_count: i32,
 }
 
 /// Where a run is; stored as its name (`PENDING`, ...).
@@ -58,11 +62,18 @@ pub enum ExecutionStatus {
     Failed,
     #[sea_orm(string_value = "CANCELLED")]
     Cancelled,
+    /// Parked until a usage or rate limit resets; resumes by itself.
+    #[sea_orm(string_value = "SCHEDULED")]
+    Scheduled,
 }
 
 impl ExecutionStatus {
-    /// Pending or running.
+    /// Pending or running: a server has it (or it waits in a queue).
     pub const ACTIVE: [ExecutionStatus; 2] = [ExecutionStatus::Pending, ExecutionStatus::Running];
+
+    /// Not ended yet: active, or parked until a limit resets.
+    pub const UNFINISHED: [ExecutionStatus; 3] =
+        [ExecutionStatus::Pending, ExecutionStatus::Running, ExecutionStatus::Scheduled];
 
     /// Whether it is final.
     pub fn is_terminal(self) -> bool {
@@ -77,6 +88,7 @@ impl ExecutionStatus {
             Self::Completed => "COMPLETED",
             Self::Failed => "FAILED",
             Self::Cancelled => "CANCELLED",
+            Self::Scheduled => "SCHEDULED",
         }
     }
 }

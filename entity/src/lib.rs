@@ -1,6 +1,7 @@
 //! SeaORM entities for claude-graphql: plain data, no queries (those live in
 //! the server's `db` module).
 
+pub mod account_hold;
 pub mod execution;
 pub mod idempotency_key;
 pub mod message;

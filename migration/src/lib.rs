@@ -11,6 +11,7 @@ mod m20261201_000006_model_and_title;
 mod m20261201_000007_change_clock;
 mod m20261201_000008_idempotency_keys;
 mod m20261201_000009_one_running_per_session;
+mod m20261201_000010_parked_runs;
 
 pub struct Migrator;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000007_change_clock::Migration),
             Box::new(m20261201_000008_idempotency_keys::Migration),
             Box::new(m20261201_000009_one_running_per_session::Migration),
+            Box::new(m20261201_000010_parked_runs::Migration),
         ]
     }
 }

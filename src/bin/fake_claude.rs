@@ -13,7 +13,8 @@
 //!
 //! | directive | effect |
 //! |---|---|
-//! | `fixture=NAME` | replay a recording (text, thinking, tool_bash, three_tools, tool_write, subagent_task, text_partial_messages, max_turns_1, error_500, rate_limit, budget) |
+//! | `fixture=NAME` | replay a recording (text, thinking, tool_bash, three_tools, tool_write, subagent_task, text_partial_messages, max_turns_1, error_500, rate_limit, usage_limit, budget) |
+//! | `resets_in=S` | after `init`, a `rate_limit_event` saying the limit was hit and resets in S seconds (the shape subscription auth gives; the recordings, made with an API key, have none) |
 //! | `messages=N size=B` | N assistant messages of about B bytes of text each |
 //! | `delay_ms=N` | pause N ms before each line |
 //! | `huge=B` | one assistant line of B bytes |
@@ -62,6 +63,7 @@ const FIXTURES: &[(&str, &str)] = &[
     ("max_turns_1", include_str!("../../tests/fixtures/max_turns_1.jsonl")),
     ("error_500", include_str!("../../tests/fixtures/error_500.jsonl")),
     ("rate_limit", include_str!("../../tests/fixtures/control/rate_limit_429_no_retry.jsonl")),
+    ("usage_limit", include_str!("../../tests/fixtures/control/usage_limit_429_no_retry.jsonl")),
     ("budget", include_str!("../../tests/fixtures/control/budget_max_budget_usd.jsonl")),
 ];
 
@@ -122,6 +124,7 @@ fn main() {
         ["JWT_SECRET", "DATABASE_URL"].into_iter().filter(|k| std::env::var_os(k).is_some()).collect();
     log.write(json!({
         "event": "start",
+        "at": now(),
         "pid": std::process::id(),
         "argv": argv,
         "cwd": std::env::current_dir().ok(),
@@ -325,6 +328,9 @@ impl Turn {
         if d.has("garbage") {
             script.insert(1.min(script.len()), "this line is not JSON {".into());
         }
+        if let Some(seconds) = d.num("resets_in") {
+            script.insert(1.min(script.len()), self.rate_limit_event(seconds));
+        }
         let ends_with_result =
             script.last().is_some_and(|l| serde_json::from_str::<Value>(l).is_ok_and(|v| v["type"] == "result"));
         let result = if ends_with_result { script.pop() } else { None };
@@ -492,6 +498,12 @@ impl Turn {
         while forever || !self.input.eof.load(Ordering::SeqCst) {
             thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// A rejected `rate_limit_event` whose limit resets in `seconds`.
+    fn rate_limit_event(&self, seconds: u64) -> String {
+        let resets_at = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) + seconds;
+        json!({"type": "rate_limit_event", "rate_limit_info": {"status": "rejected", "resetsAt": resets_at, "rateLimitType": "five_hour"}, "uuid": Uuid::new_v4(), "session_id": self.session_id}).to_string()
     }
 
     fn hang(&self, message_uuid: Option<&str>) -> i32 {

@@ -3,6 +3,7 @@
 
 pub mod command;
 pub mod error;
+pub mod limits;
 pub mod policy;
 pub mod runner;
 pub mod sandbox;

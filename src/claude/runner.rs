@@ -113,6 +113,9 @@ pub struct RunEnd {
     pub exit_code: Option<i32>,
     /// The last `result` line, if any came.
     pub result: Option<ResultLine>,
+    /// When the usage or rate limit that a `rate_limit_event` line said was
+    /// hit ends.
+    pub limit_resets_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Limits that apply to every run.
@@ -157,6 +160,7 @@ impl Runner {
                     }),
                     exit_code: None,
                     result: None,
+                    limit_resets_at: None,
                 }
             }
         };
@@ -189,6 +193,7 @@ struct Process {
     max_line_bytes: usize,
     buf: Vec<u8>,
     last_result: Option<ResultLine>,
+    limit_resets_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Our user messages whose turn has not ended (no `result` listed them
     /// in `user_message_uuids` yet); stdin closes when none is left.
     outstanding: HashSet<String>,
@@ -214,6 +219,7 @@ impl Process {
             max_line_bytes,
             buf: Vec::new(),
             last_result: None,
+            limit_resets_at: None,
             outstanding: HashSet::new(),
             commands: None,
             interrupted_by_user: false,
@@ -355,12 +361,17 @@ impl Process {
             &stderr_tail,
             limits,
         );
-        RunEnd { outcome, exit_code, result: self.last_result }
+        RunEnd { outcome, exit_code, result: self.last_result, limit_resets_at: self.limit_resets_at }
     }
 
     fn on_line(&mut self) {
         let line = Line::parse(&self.buf);
         self.buf.clear();
+        if line.type_name == "rate_limit_event" {
+            if let Some(at) = super::limits::from_event(&line.payload) {
+                self.limit_resets_at = Some(at);
+            }
+        }
         if line.kind == LineKind::Result {
             let result = ResultLine::parse(&line.payload);
             // One result may end the turns of several of our messages.

@@ -71,7 +71,7 @@ pub async fn active(
 ) -> DbResult<Vec<execution::Model>> {
     let mut query = execution::Entity::find()
         .filter(execution::Column::WorkspaceId.in_subquery(super::workspaces::owned_by(owner)))
-        .filter(execution::Column::Status.is_in(Status::ACTIVE.map(Status::as_str)));
+        .filter(execution::Column::Status.is_in(Status::UNFINISHED.map(Status::as_str)));
     if let Some(workspace) = workspace {
         query = query.filter(execution::Column::WorkspaceId.eq(workspace));
     }

@@ -49,6 +49,8 @@ pub async fn create(db: &impl ConnectionTrait, new: NewExecution) -> DbResult<ex
         stalled_since: Set(None),
         model: Set(None),
         change_seq: Set(None),
+        resume_at: Set(None),
+        park_count: Set(0),
     };
     let created = model.insert(db).await?;
     super::clock::touch(db, created.id).await?;
@@ -98,7 +100,15 @@ pub async fn mark_running(db: &DatabaseConnection, id: Uuid) -> DbResult<bool> {
     let txn = db.begin().await?;
     let updated = execution::Entity::update_many()
         .col_expr(execution::Column::Status, Expr::value(Status::Running.as_str()))
-        .col_expr(execution::Column::StartedAt, Expr::value(Utc::now()))
+        // A resumed run keeps the time it first started.
+        .col_expr(
+            execution::Column::StartedAt,
+            sea_orm::sea_query::Func::coalesce([
+                Expr::col(execution::Column::StartedAt).into(),
+                Expr::value(Utc::now()),
+            ])
+            .into(),
+        )
         .filter(execution::Column::Id.eq(id))
         .filter(execution::Column::Status.eq(Status::Pending.as_str()))
         .exec(&txn)
@@ -176,8 +186,9 @@ pub async fn finish(
         .col_expr(execution::Column::Usage, Expr::value(f.usage))
         .col_expr(execution::Column::Result, Expr::value(f.result))
         .col_expr(execution::Column::FinishedAt, Expr::value(now))
+        .col_expr(execution::Column::ResumeAt, Expr::value(Option::<chrono::DateTime<Utc>>::None))
         .filter(execution::Column::Id.eq(id))
-        .filter(execution::Column::Status.is_in(Status::ACTIVE.map(Status::as_str)))
+        .filter(execution::Column::Status.is_in(Status::UNFINISHED.map(Status::as_str)))
         .exec(&txn)
         .await?;
     if updated.rows_affected == 0 {
@@ -206,11 +217,76 @@ pub async fn finish(
     Ok(Some(Finished { cancelled, next }))
 }
 
-/// How many PENDING or RUNNING executions `owner` has.
+/// Parks a pending or running execution until `resume_at` (SCHEDULED): its
+/// session stays its own. False when it was not pending or running.
+pub async fn park(db: &DatabaseConnection, id: Uuid, resume_at: chrono::DateTime<Utc>) -> DbResult<bool> {
+    let txn = db.begin().await?;
+    let updated = execution::Entity::update_many()
+        .col_expr(execution::Column::Status, Expr::value(Status::Scheduled.as_str()))
+        .col_expr(execution::Column::ResumeAt, Expr::value(resume_at))
+        .col_expr(execution::Column::ParkCount, Expr::col(execution::Column::ParkCount).add(1))
+        .col_expr(execution::Column::StalledSince, Expr::value(Option::<chrono::DateTime<Utc>>::None))
+        .filter(execution::Column::Id.eq(id))
+        .filter(execution::Column::Status.is_in(Status::ACTIVE.map(Status::as_str)))
+        .exec(&txn)
+        .await?;
+    if updated.rows_affected == 1 {
+        super::clock::touch(&txn, id).await?;
+    }
+    txn.commit().await?;
+    Ok(updated.rows_affected == 1)
+}
+
+/// Every parked execution, and when it resumes.
+pub async fn parked(db: &DatabaseConnection) -> DbResult<Vec<(Uuid, Option<chrono::DateTime<Utc>>)>> {
+    Ok(execution::Entity::find()
+        .select_only()
+        .column(execution::Column::Id)
+        .column(execution::Column::ResumeAt)
+        .filter(execution::Column::Status.eq(Status::Scheduled.as_str()))
+        .order_by_asc(execution::Column::ResumeAt)
+        .into_tuple()
+        .all(db)
+        .await?)
+}
+
+/// Takes a parked execution that is due (SCHEDULED -> PENDING) for
+/// `replica_id`, to resume what its session left; None when it is not due,
+/// or another server took it first.
+pub async fn take_due(
+    db: &DatabaseConnection,
+    id: Uuid,
+    replica_id: &str,
+    now: chrono::DateTime<Utc>,
+) -> DbResult<Option<execution::Model>> {
+    let txn = db.begin().await?;
+    let Some(parked) = find(&txn, id).await? else { return Ok(None) };
+    let resume = super::sessions::find(&txn, parked.session_id).await?.and_then(|s| s.claude_session_id);
+    let updated = execution::Entity::update_many()
+        .col_expr(execution::Column::Status, Expr::value(Status::Pending.as_str()))
+        .col_expr(execution::Column::ResumeAt, Expr::value(Option::<chrono::DateTime<Utc>>::None))
+        .col_expr(execution::Column::ReplicaId, Expr::value(replica_id))
+        .col_expr(execution::Column::ResumedFrom, Expr::value(resume))
+        .filter(execution::Column::Id.eq(id))
+        .filter(execution::Column::Status.eq(Status::Scheduled.as_str()))
+        .filter(execution::Column::ResumeAt.lte(now))
+        .exec(&txn)
+        .await?;
+    if updated.rows_affected == 0 {
+        return Ok(None);
+    }
+    super::clock::touch(&txn, id).await?;
+    let taken = find(&txn, id).await?;
+    txn.commit().await?;
+    Ok(taken)
+}
+
+/// How many executions `owner` has that have not ended (PENDING, RUNNING
+/// or SCHEDULED).
 pub async fn count_active(db: &impl ConnectionTrait, owner: &str) -> DbResult<u64> {
     let owned = super::workspaces::owned_by(owner);
     Ok(execution::Entity::find()
-        .filter(execution::Column::Status.is_in(Status::ACTIVE.map(Status::as_str)))
+        .filter(execution::Column::Status.is_in(Status::UNFINISHED.map(Status::as_str)))
         .filter(execution::Column::WorkspaceId.in_subquery(owned))
         .count(db)
         .await?)

@@ -5,6 +5,7 @@
 pub mod batch;
 pub mod clock;
 pub mod executions;
+pub mod holds;
 pub mod idempotency;
 pub mod messages;
 pub mod permissions;

@@ -45,7 +45,7 @@ pub async fn remove(db: &DatabaseConnection, owner: &str, target: Target) -> DbR
     }
     let active = execution::Entity::find()
         .filter(under.eq(id))
-        .filter(execution::Column::Status.is_in(Status::ACTIVE.map(Status::as_str)))
+        .filter(execution::Column::Status.is_in(Status::UNFINISHED.map(Status::as_str)))
         .count(&txn)
         .await?;
     if active > 0 {

@@ -42,6 +42,9 @@ type Channels = Arc<Mutex<HashMap<Uuid, Live>>>;
 struct History {
     events: std::collections::VecDeque<(i64, Arc<Event>)>,
     bytes: usize,
+    /// The last seq stored before this channel opened (a resumed run's):
+    /// nothing up to it was ever here.
+    floor: i64,
 }
 
 impl History {
@@ -58,6 +61,9 @@ impl History {
     /// The messages after `after` (at most `max`), if nothing after it was
     /// let go yet; an empty list when none came after it.
     fn after(&self, after: i64, max: usize) -> Option<Vec<(i64, Arc<Event>)>> {
+        if after < self.floor {
+            return None;
+        }
         match self.events.front() {
             Some((first, _)) if *first > after + 1 => None,
             _ => Some(self.events.iter().filter(|(seq, _)| *seq > after).take(max).cloned().collect()),
@@ -125,8 +131,14 @@ impl Broker {
     /// Opens the channel of a new execution. The returned publisher is the
     /// only sender; dropping it closes the channel.
     pub fn open(&self, execution_id: Uuid) -> Publisher {
+        self.open_after(execution_id, 0)
+    }
+
+    /// Opens the channel of an execution whose messages up to `stored` are
+    /// in the store already (a run resumed after it was parked).
+    pub fn open_after(&self, execution_id: Uuid, stored: i64) -> Publisher {
         let (tx, _) = broadcast::channel(CHANNEL_CAPACITY);
-        let history = Arc::new(Mutex::new(History::default()));
+        let history = Arc::new(Mutex::new(History { floor: stored, ..History::default() }));
         self.lock().insert(execution_id, Live { tx: tx.clone(), history: history.clone() });
         Publisher { execution_id, tx, history, channels: self.channels.clone(), activity: self.activity.clone() }
     }

@@ -115,6 +115,9 @@ pub struct StatusEvent {
     pub execution_id: Uuid,
     pub status: crate::db::executions::Status,
     pub error: Option<RunError>,
+    /// How many messages the run had stored when its status changed: a
+    /// subscriber that has more already is past this event.
+    pub after_seq: i64,
     pub renders: Renders,
 }
 

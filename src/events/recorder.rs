@@ -37,6 +37,9 @@ pub struct Recorder {
     pub session_id: Uuid,
     /// The session's message count when this execution started.
     pub session_base: i64,
+    /// The execution's messages stored before this run of it (a parked
+    /// run's, when it resumes): `seq` goes on after them.
+    pub seq_base: i64,
     /// `maxTurns` of the run, for the progress estimate.
     pub max_turns: Option<i32>,
     /// For permission requests: answers to the runner (a request that
@@ -63,7 +66,7 @@ impl Recorder {
     /// is called once if the store gives up, so the caller can stop the run.
     pub async fn run(self, mut lines: mpsc::Receiver<Line>, on_store_failure: impl Fn()) -> (Publisher, Recorded) {
         let started = Instant::now();
-        let mut recorded = Recorded::default();
+        let mut recorded = Recorded { message_count: self.seq_base, ..Recorded::default() };
         let mut last_api_message: Option<String> = None;
         let mut last_progress = Instant::now() - PROGRESS_EVERY;
         let mut incoming = Vec::with_capacity(64);
@@ -120,7 +123,7 @@ impl Recorder {
                 if let Some(seq) = seq {
                     to_store.push(NewMessage {
                         seq,
-                        session_seq: self.session_base + seq,
+                        session_seq: self.session_base + seq - self.seq_base,
                         type_name: line.type_name,
                         subtype: line.subtype,
                         uuid: line.uuid,

@@ -132,9 +132,9 @@ pub fn execution_events(
                             break;
                         }
                         // Older than what the store already gave this
-                        // subscriber: a RUNNING that preceded the first
-                        // message, or counters that would go backwards.
-                        Event::Status(_) if last > 0 => {}
+                        // subscriber: a RUNNING that preceded the messages
+                        // it has, or counters that would go backwards.
+                        Event::Status(s) if s.after_seq < last => {}
                         Event::Progress(p) if p.message_count < last => {}
                         _ => yield event,
                     },
@@ -216,6 +216,7 @@ fn terminal_status_of(execution: &entity::execution::Model) -> Option<StatusEven
             .clone()
             .map(|code| RunError { code, message: execution.error_message.clone().unwrap_or_default() }),
         status: execution.status,
+        after_seq: execution.message_count,
         renders: Default::default(),
     })
 }

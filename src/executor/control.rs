@@ -20,6 +20,18 @@ impl Executor {
         }
         // Taken from the queue meanwhile, if it was queued.
         let execution = db::executions::find(db, id).await?.unwrap_or(execution);
+        if execution.status == db::executions::Status::Scheduled {
+            // Parked: no process to stop, wherever it was parked.
+            let finish = outcome_finish(&Outcome::Cancelled, None, None, 0);
+            let me = Some(self.inner.replica_id.as_str());
+            if let Some(finished) = db::executions::finish(db, id, execution.session_id, finish, me).await? {
+                self.inner.broker.wakeups().wake(id);
+                if let Some(next) = finished.next {
+                    self.launch(next);
+                }
+                return Ok(db::executions::find(db, id).await?.unwrap_or(execution));
+            }
+        }
         // The escalation takes at most two grace periods.
         let patience = self.inner.runner.grace * 2 + Duration::from_secs(2);
         let handle = self.lock_runs().get(&id).cloned();

@@ -59,6 +59,11 @@ impl Executor {
             let outcome = stop_outcome(stop.reason());
             return self.finish(execution, publisher, outcome_finish(&outcome, None, None, 0)).await;
         }
+        if let Some(until) = self.account_held().await {
+            // The account is at its limit: starting now would hit it again.
+            info!(%until, "the account is held; parking the run until then");
+            return self.park(execution, publisher, until, execution.message_count).await;
+        }
         match db::executions::mark_running(&inner.db, execution.id).await {
             Ok(true) => {}
             // Finished by someone else meanwhile.
@@ -75,6 +80,7 @@ impl Executor {
             execution_id: execution.id,
             status: db::executions::Status::Running,
             error: None,
+            after_seq: execution.message_count,
             renders: Default::default(),
         }));
         info!(bin = %command.bin.display(), resume = ?command.resume, "starting claude");
@@ -97,6 +103,7 @@ impl Executor {
             execution_id: execution.id,
             session_id: execution.session_id,
             session_base,
+            seq_base: execution.message_count,
             max_turns: command.options.max_turns,
             commands: commands_tx,
             broker: inner.broker.clone(),
@@ -120,7 +127,8 @@ impl Executor {
         } else {
             outcome_finish(&end.outcome, Some(&end), end.result.as_ref(), recorded.num_turns)
         };
-        info!(status = finish.status.as_str(), code = ?finish.error_code, exit_code = ?end.exit_code, messages = recorded.message_count, "claude finished");
+        let parked_until = if recorded.store_failed { None } else { self.park_until(execution, &end) };
+        info!(status = finish.status.as_str(), code = ?finish.error_code, exit_code = ?end.exit_code, messages = recorded.message_count, ?parked_until, "claude finished");
         publisher.publish(Event::Progress(ProgressEvent {
             stalled_since: None,
             execution_id: execution.id,
@@ -131,21 +139,120 @@ impl Executor {
             elapsed_ms: started.elapsed().as_millis() as i64,
             renders: Default::default(),
         }));
+        if let Some(until) = parked_until {
+            let reason = finish.error_message.as_deref().unwrap_or("rate limited");
+            if let Err(e) = db::holds::hold(&inner.db, until, reason).await {
+                warn!(error = %e, "could not hold the account's other runs");
+            }
+            return self.park(execution, publisher, until, recorded.message_count).await;
+        }
         self.finish(execution, publisher, finish).await
     }
 
-    /// Runs an execution taken from its session's queue by this server.
+    /// Until when a run that ended as `end` is parked, if it is: it hit a
+    /// usage or rate limit, and was not parked too often already.
+    fn park_until(&self, execution: &execution::Model, end: &RunEnd) -> Option<chrono::DateTime<chrono::Utc>> {
+        let parking = &self.inner.parking;
+        let Outcome::Failed(ClaudeError::RateLimited(message)) = &end.outcome else { return None };
+        if !parking.enabled || execution.park_count >= MAX_PARKS {
+            return None;
+        }
+        let now = chrono::Utc::now();
+        let resets = end.limit_resets_at.or_else(|| crate::claude::limits::from_text(message, now, parking.zone));
+        let fallback =
+            now + chrono::TimeDelta::from_std(parking.fallback_wait).unwrap_or(chrono::TimeDelta::minutes(5));
+        Some(resets.filter(|at| *at > now).unwrap_or(fallback))
+    }
+
+    /// Until when the account's runs wait, if parking is on and it is held.
+    async fn account_held(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        if !self.inner.parking.enabled {
+            return None;
+        }
+        match db::holds::held_until(&self.inner.db, chrono::Utc::now()).await {
+            Ok(until) => until,
+            Err(e) => {
+                warn!(error = %e, "could not read the account's hold");
+                None
+            }
+        }
+    }
+
+    /// Parks the execution (SCHEDULED) until `until`, and sets the timer
+    /// that resumes it; subscribers see the status, and wait on.
+    async fn park(
+        &self,
+        execution: &execution::Model,
+        publisher: Publisher,
+        until: chrono::DateTime<chrono::Utc>,
+        stored: i64,
+    ) -> Option<db::executions::Status> {
+        match db::executions::park(&self.inner.db, execution.id, until).await {
+            Ok(true) => {}
+            // Finished (cancelled) meanwhile.
+            Ok(false) => return None,
+            Err(e) => {
+                warn!(error = %e, "could not park the execution");
+                let finish = failure(&ClaudeError::StorageFailed("the store is unavailable".into()), None);
+                return self.finish(execution, publisher, finish).await;
+            }
+        }
+        publisher.publish(Event::Status(StatusEvent {
+            execution_id: execution.id,
+            status: db::executions::Status::Scheduled,
+            error: None,
+            after_seq: stored,
+            renders: Default::default(),
+        }));
+        self.resume_at(execution.id, until);
+        Some(db::executions::Status::Scheduled)
+    }
+
+    /// Resumes a parked execution at `at`, unless the server stops first
+    /// (then whichever server finds it due resumes it).
+    pub(super) fn resume_at(&self, id: Uuid, at: chrono::DateTime<chrono::Utc>) {
+        let this = self.clone();
+        let wait = (at - chrono::Utc::now()).to_std().unwrap_or_default();
+        self.inner.tracker.spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = this.inner.shutdown.cancelled() => return,
+            }
+            if let Err(e) = this.resume_due(id).await {
+                warn!(execution_id = %id, error = %e, "could not resume a parked execution");
+            }
+        });
+    }
+
+    /// Takes a parked execution that is due, and runs it on this server.
+    pub(super) async fn resume_due(&self, id: Uuid) -> AppResult<bool> {
+        let now = chrono::Utc::now();
+        let Some(execution) = db::executions::take_due(&self.inner.db, id, &self.inner.replica_id, now).await? else {
+            return Ok(false);
+        };
+        info!(execution_id = %id, resume = ?execution.resumed_from, "resuming a parked execution");
+        self.launch(execution);
+        Ok(true)
+    }
+
+    /// Runs an execution this server took from its session's queue, or
+    /// that it resumes after it was parked.
     pub(super) fn launch(&self, execution: execution::Model) {
         let this = self.clone();
         // Not awaited by the caller: a run's end launches the next run,
         // whose end may launch another.
         self.inner.tracker.spawn(async move {
-            let publisher = this.inner.broker.open(execution.id);
+            let publisher = this.inner.broker.open_after(execution.id, execution.message_count);
             // Subscribers that waited for it to be taken.
             this.inner.broker.wakeups().wake(execution.id);
             match this.queued_command(&execution).await {
                 Ok(command) => {
-                    let prompt = execution.prompt.clone();
+                    // A parked run that had started goes on where it
+                    // stopped; one that never did starts with its prompt.
+                    let prompt = match execution.started_at {
+                        Some(_) => this.inner.parking.resume_prompt.clone(),
+                        None => execution.prompt.clone(),
+                    };
                     this.spawn_run(execution, command, prompt, publisher);
                 }
                 Err(e) => {
@@ -180,6 +287,8 @@ impl Executor {
         let final_status = finish.status;
         let status = StatusEvent {
             execution_id: execution.id,
+            // A final status is delivered whatever a subscriber has.
+            after_seq: 0,
             status: finish.status,
             error: finish
                 .error_code

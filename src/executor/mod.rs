@@ -60,6 +60,23 @@ const RATE_LIMITED_USERS: usize = 10_000;
 /// Commands queued for one runner.
 const COMMAND_BUFFER: usize = 64;
 
+/// A run parked this often for usage or rate limits fails the next time.
+const MAX_PARKS: i32 = 10;
+
+/// What happens to a run that hits a usage or rate limit.
+#[derive(Debug, Clone)]
+pub struct Parking {
+    /// Park it (SCHEDULED) and resume it when the limit resets; else it
+    /// fails (RATE_LIMITED).
+    pub enabled: bool,
+    /// How long it waits when the CLI did not say when the limit resets.
+    pub fallback_wait: Duration,
+    /// What it resumes with.
+    pub resume_prompt: String,
+    /// The zone of a reset named without one.
+    pub zone: chrono_tz::Tz,
+}
+
 /// A request to run a prompt, already validated.
 #[derive(Debug, Clone)]
 pub struct StartRequest {
@@ -158,6 +175,7 @@ struct Inner {
     stall_after: Duration,
     /// How long a start's idempotency key is remembered.
     idempotency_ttl: Duration,
+    parking: Parking,
 }
 
 /// How the executor is set up.
@@ -177,6 +195,7 @@ pub struct ExecutorConfig {
     pub stall_after: Duration,
     /// How long a start's idempotency key is remembered.
     pub idempotency_ttl: Duration,
+    pub parking: Parking,
 }
 
 impl Executor {
@@ -201,6 +220,7 @@ impl Executor {
                 admission: tokio::sync::Mutex::new(()),
                 stall_after: config.stall_after,
                 idempotency_ttl: config.idempotency_ttl,
+                parking: config.parking,
             }),
         }
     }

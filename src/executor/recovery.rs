@@ -15,7 +15,24 @@ impl Executor {
             info!(count = stale.len(), "finished or queued again the runs a previous server left");
         }
         self.take_waiting().await?;
+        // Parked runs resume at their time, on whichever server is first.
+        for (id, at) in db::executions::parked(&self.inner.db).await? {
+            self.resume_at(id, at.unwrap_or_else(chrono::Utc::now));
+        }
         Ok(stale.len())
+    }
+
+    /// Resumes the parked executions that are due (their server stopped,
+    /// or parked them on another replica).
+    pub async fn resume_overdue(&self) -> AppResult<usize> {
+        let now = chrono::Utc::now();
+        let mut resumed = 0;
+        for (id, at) in db::executions::parked(&self.inner.db).await? {
+            if at.is_none_or(|at| at <= now) && self.resume_due(id).await? {
+                resumed += 1;
+            }
+        }
+        Ok(resumed)
     }
 
     /// Launches the next queued execution of every free session (a server
@@ -77,6 +94,9 @@ impl Executor {
                 }
                 if let Err(e) = self.take_waiting().await {
                     warn!(error = %e, "could not take the queued executions of free sessions");
+                }
+                if let Err(e) = self.resume_overdue().await {
+                    warn!(error = %e, "could not resume the parked executions that are due");
                 }
             }
         }

@@ -41,7 +41,6 @@ async fn outcomes_come_from_the_result_line(app: TestApp) {
     let (e, _) = assert_fails(&app, "fake: max_turns", "MAX_TURNS").await;
     assert!(e["error"]["message"].as_str().unwrap().contains("maximum number of turns"));
     assert_fails(&app, "fake: fixture=max_turns_1", "MAX_TURNS").await;
-    assert_fails(&app, "fake: fixture=rate_limit", "RATE_LIMITED").await;
     let (e, _) = assert_fails(&app, "fake: fixture=budget", "BUDGET_EXCEEDED").await;
     assert_eq!(e["costUsd"], 1.2000000000000002, "as the recording has it");
 

@@ -16,6 +16,7 @@ mod idempotency;
 mod inputs;
 mod interactive;
 mod lifecycle;
+mod parking;
 mod pipeline;
 mod queue;
 mod reliability;

@@ -56,6 +56,7 @@ async fn a_lagging_subscriber_catches_up_from_the_store() {
         execution_id,
         status: db::executions::Status::Completed,
         error: None,
+        after_seq: 0,
         renders: Default::default(),
     }));
     drop(publisher);

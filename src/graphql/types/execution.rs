@@ -22,6 +22,9 @@ pub enum ExecutionStatus {
     Completed,
     Failed,
     Cancelled,
+    /// Parked: it hit a usage or rate limit, and resumes by itself at
+    /// `resumeAt` (the session stays its own meanwhile).
+    Scheduled,
 }
 
 impl From<db::executions::Status> for ExecutionStatus {
@@ -33,6 +36,7 @@ impl From<db::executions::Status> for ExecutionStatus {
             Status::Completed => Self::Completed,
             Status::Failed => Self::Failed,
             Status::Cancelled => Self::Cancelled,
+            Status::Scheduled => Self::Scheduled,
         }
     }
 }
@@ -45,6 +49,7 @@ impl From<ExecutionStatus> for db::executions::Status {
             ExecutionStatus::Completed => Self::Completed,
             ExecutionStatus::Failed => Self::Failed,
             ExecutionStatus::Cancelled => Self::Cancelled,
+            ExecutionStatus::Scheduled => Self::Scheduled,
         }
     }
 }
@@ -126,6 +131,17 @@ impl Execution {
 
     async fn started_at(&self) -> Option<DateTime<Utc>> {
         self.0.started_at
+    }
+
+    /// While SCHEDULED: when it resumes (when the usage or rate limit it
+    /// hit resets, as the CLI said, or after RATE_LIMIT_WAIT).
+    async fn resume_at(&self) -> Option<DateTime<Utc>> {
+        self.0.resume_at.filter(|_| self.0.status == db::executions::Status::Scheduled)
+    }
+
+    /// How often it was parked for a usage or rate limit.
+    async fn park_count(&self) -> i32 {
+        self.0.park_count
     }
 
     /// Since when the run has written nothing, if it has been quiet for

@@ -365,7 +365,7 @@ mod tests {
             })
         };
         let status = |status: crate::db::executions::Status, error: Option<RunError>| {
-            Event::Status(StatusEvent { execution_id, status, error, renders: Default::default() })
+            Event::Status(StatusEvent { execution_id, status, error, after_seq: 0, renders: Default::default() })
         };
         vec![
             message(
