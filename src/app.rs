@@ -95,6 +95,7 @@ impl App {
                     resume_prompt: config.resume_prompt.clone(),
                     zone: config.limit_timezone,
                 },
+                user_daily_budget_usd: config.user_daily_budget_usd,
                 runner: Runner {
                     max_line_bytes: config.max_line_bytes,
                     grace: config.cancel_grace,

@@ -250,6 +250,11 @@ pub struct Config {
     #[arg(long = "limit-timezone", env = "LIMIT_TIMEZONE", default_value = "UTC")]
     pub limit_timezone: chrono_tz::Tz,
 
+    /// What one user's runs may cost per day (UTC, US dollars, by the CLI's
+    /// estimates); no cap when not set.
+    #[arg(long = "user-daily-budget-usd", env = "USER_DAILY_BUDGET_USD", value_parser = positive_usd)]
+    pub user_daily_budget_usd: Option<f64>,
+
     /// A tool-permission request not answered within this is denied.
     #[arg(long = "permission-timeout", env = "PERMISSION_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
     pub permission_timeout: Duration,
@@ -290,5 +295,13 @@ impl Config {
     /// flag defaults, with nothing read from the environment.
     pub fn defaults() -> Self {
         Cli::parse_from(["claude-graphql"]).config
+    }
+}
+
+/// An amount of US dollars above zero.
+fn positive_usd(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(usd) if usd > 0.0 && usd.is_finite() => Ok(usd),
+        _ => Err(format!("`{s}` is not a positive amount of US dollars")),
     }
 }

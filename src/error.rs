@@ -27,6 +27,9 @@ pub enum AppError {
     SessionBusy(String),
     #[error("{message}")]
     RateLimited { message: String, retry_after_ms: u64 },
+    /// A spending cap is used up for today.
+    #[error("{0}")]
+    BudgetExceeded(String),
     #[error("{0}")]
     ClaudeUnavailable(String),
     /// Something broke on our side; the text is logged, not sent.
@@ -47,6 +50,7 @@ impl AppError {
             AppError::Forbidden(_) => "FORBIDDEN",
             AppError::SessionClosed(_) => "SESSION_CLOSED",
             AppError::SessionBusy(_) => "SESSION_BUSY",
+            AppError::BudgetExceeded(_) => "BUDGET_EXCEEDED",
             AppError::RateLimited { .. } => "RATE_LIMITED",
             AppError::ClaudeUnavailable(_) => "CLAUDE_UNAVAILABLE",
             AppError::Internal(_) => "INTERNAL_ERROR",

@@ -2,7 +2,7 @@
 
 use sea_orm::entity::prelude::*;
 
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "workspace")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
@@ -15,6 +15,8 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     /// Runs here ask before using tools unless startExecution says otherwise.
     pub require_approval: bool,
+    /// What its runs may cost per day (UTC), by the CLI's estimates.
+    pub daily_budget_usd: Option<f64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

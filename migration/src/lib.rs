@@ -12,6 +12,7 @@ mod m20261201_000007_change_clock;
 mod m20261201_000008_idempotency_keys;
 mod m20261201_000009_one_running_per_session;
 mod m20261201_000010_parked_runs;
+mod m20261201_000011_workspace_budget;
 
 pub struct Migrator;
 
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000008_idempotency_keys::Migration),
             Box::new(m20261201_000009_one_running_per_session::Migration),
             Box::new(m20261201_000010_parked_runs::Migration),
+            Box::new(m20261201_000011_workspace_budget::Migration),
         ]
     }
 }

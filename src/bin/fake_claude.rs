@@ -33,6 +33,9 @@
 //! | `deaf` | read nothing more from stdin (a hung tool) |
 //! | `exit=N` | exit code at the end |
 //!
+//! A synthetic turn costs $0.0123; with `--max-budget-usd` below that it
+//! ends with `error_max_budget_usd`, as the CLI does when a reply goes over.
+//!
 //! If the working directory has a `.fake-claude/` directory, every start,
 //! stdin line and exit is logged to `.fake-claude/log.jsonl` there.
 
@@ -167,6 +170,7 @@ fn main() {
             directives,
             input: input.clone(),
             started: Instant::now(),
+            max_budget_usd: flag("--max-budget-usd").and_then(|v| v.parse().ok()),
         };
         code = turn.play(&message.text, &model, partial, message.uuid.as_deref());
         // An interrupt or a "now" ends one turn: the next starts afresh.
@@ -304,6 +308,9 @@ struct Turn {
     directives: Directives,
     input: Arc<Input>,
     started: Instant,
+    /// `--max-budget-usd`: a turn that would cost more ends as the CLI's
+    /// does (`error_max_budget_usd`, the reply's tools not run).
+    max_budget_usd: Option<f64>,
 }
 
 impl Turn {
@@ -580,7 +587,16 @@ impl Turn {
     }
 
     fn result(&self, d: &Directives, message_uuid: Option<&str>) -> String {
-        let (subtype, is_error, terminal, text, errors) = if d.has("max_turns") {
+        let over_budget = self.max_budget_usd.filter(|budget| *budget < TURN_COST_USD);
+        let (subtype, is_error, terminal, text, errors) = if let Some(budget) = over_budget {
+            (
+                "error_max_budget_usd",
+                true,
+                "budget_exhausted",
+                None,
+                vec![format!("Reached maximum budget (${budget})")],
+            )
+        } else if d.has("max_turns") {
             ("error_max_turns", true, "max_turns", None, vec!["Reached maximum number of turns (1)".to_owned()])
         } else if d.has("error_result") {
             ("success", true, "api_error", Some("API Error: 500 Internal server error".to_owned()), vec![])
@@ -590,7 +606,7 @@ impl Turn {
         let mut result = json!({
             "type": "result", "subtype": subtype, "is_error": is_error,
             "duration_ms": self.started.elapsed().as_millis() as u64, "duration_api_ms": 1, "num_turns": 1,
-            "session_id": self.session_id, "total_cost_usd": 0.0123,
+            "session_id": self.session_id, "total_cost_usd": TURN_COST_USD,
             "usage": {"input_tokens": 10, "output_tokens": 5}, "permission_denials": [],
             "terminal_reason": terminal, "stop_reason": "end_turn", "uuid": Uuid::new_v4(),
             "user_message_uuids": message_uuid.into_iter().collect::<Vec<_>>(),
@@ -601,7 +617,7 @@ impl Turn {
         if !errors.is_empty() {
             result["errors"] = json!(errors);
         }
-        if is_error && !d.has("max_turns") {
+        if is_error && !d.has("max_turns") && over_budget.is_none() {
             result["api_error_status"] = json!(500);
         }
         result.to_string()
@@ -625,6 +641,9 @@ fn recording(name: &str, session_id: &str) -> Option<Vec<String>> {
     }
     Some(lines)
 }
+
+/// What one synthetic turn costs.
+const TURN_COST_USD: f64 = 0.0123;
 
 /// Assistant lines carry the time they were written, for latency figures.
 const EMIT_PLACEHOLDER: &str = "\"emit_ns\":0";

@@ -339,6 +339,11 @@ impl Filter {
     }
 }
 
+/// Midnight (UTC) today: where a day's spending starts.
+pub fn start_of_today() -> chrono::DateTime<Utc> {
+    Utc::now().date_naive().and_time(chrono::NaiveTime::MIN).and_utc()
+}
+
 /// The smallest UUIDv7 of a moment: every id made at or after it is
 /// greater or equal.
 fn first_id_at(at: chrono::DateTime<Utc>) -> Uuid {

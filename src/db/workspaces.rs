@@ -21,6 +21,7 @@ pub async fn create(
         path: Set(path.to_owned()),
         created_at: Set(Utc::now()),
         require_approval: Set(require_approval),
+        daily_budget_usd: Set(None),
     };
     Ok(model.insert(db).await?)
 }
@@ -78,6 +79,7 @@ pub struct NewWorkspace<'a> {
     pub name: &'a str,
     pub path: &'a str,
     pub require_approval: bool,
+    pub daily_budget_usd: Option<f64>,
 }
 
 /// Registers a workspace unless the path is taken or the owner has `max`
@@ -98,7 +100,11 @@ pub async fn register(
     if count >= max {
         return Ok(Err(Refusal::TooMany));
     }
-    let created = create(&txn, new.owner, new.name, new.path, new.require_approval).await?;
+    let mut created = create(&txn, new.owner, new.name, new.path, new.require_approval).await?;
+    if new.daily_budget_usd.is_some() {
+        update(&txn, created.id, None, None, Some(new.daily_budget_usd)).await?;
+        created.daily_budget_usd = new.daily_budget_usd;
+    }
     txn.commit().await?;
     Ok(Ok(created))
 }
@@ -145,12 +151,14 @@ async fn conflict(db: &impl ConnectionTrait, owner: &str, path: &str) -> DbResul
     })
 }
 
-/// Changes a workspace's name and whether its runs ask first.
+/// Changes a workspace's name, whether its runs ask first, and its daily
+/// budget (`Some(None)` removes it).
 pub async fn update(
     db: &impl ConnectionTrait,
     id: Uuid,
     name: Option<&str>,
     require_approval: Option<bool>,
+    daily_budget_usd: Option<Option<f64>>,
 ) -> DbResult<()> {
     let mut update = workspace::Entity::update_many().filter(workspace::Column::Id.eq(id));
     if let Some(name) = name {
@@ -159,7 +167,10 @@ pub async fn update(
     if let Some(require_approval) = require_approval {
         update = update.col_expr(workspace::Column::RequireApproval, sea_orm::sea_query::Expr::value(require_approval));
     }
-    if name.is_some() || require_approval.is_some() {
+    if let Some(budget) = daily_budget_usd {
+        update = update.col_expr(workspace::Column::DailyBudgetUsd, sea_orm::sea_query::Expr::value(budget));
+    }
+    if name.is_some() || require_approval.is_some() || daily_budget_usd.is_some() {
         update.exec(db).await?;
     }
     Ok(())

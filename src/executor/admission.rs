@@ -82,6 +82,10 @@ impl Executor {
         }
         // Set when the session is busy and the start waits in its queue.
         let mut queued_behind = None;
+        let budget_left = self.budget_left(&txn, owner, &workspace).await?;
+        if budget_left.is_some_and(|left| left <= 0.0) {
+            return Err(AppError::BudgetExceeded(BUDGET_SPENT.into()));
+        }
         let session = match existing {
             Some(session) => {
                 // Runs ending in the session take this lock too: either this
@@ -144,20 +148,26 @@ impl Executor {
         }
         // No await between the commit and the spawn: if the client goes away
         // and this future is dropped, the run still has its task.
-        let command = self.command_for(&execution, &workspace, req.options);
+        let command = self.command_for(&execution, &workspace, req.options, budget_left);
         self.spawn_run(execution.clone(), command, req.prompt, publisher);
         let session = db::sessions::find(db, session.id).await?.unwrap_or(session);
         Ok(Started { execution, session, replayed: false })
     }
 
-    /// How `claude` is started for an execution in `workspace`.
+    /// How `claude` is started for an execution in `workspace`, with at
+    /// most `budget_left` to spend.
     pub(super) fn command_for(
         &self,
         execution: &execution::Model,
         workspace: &entity::workspace::Model,
         mut options: RunOptions,
+        budget_left: Option<f64>,
     ) -> ClaudeCommand {
         options.require_approval = Some(options.require_approval.unwrap_or(workspace.require_approval));
+        options.max_budget_usd = match (options.max_budget_usd, budget_left) {
+            (Some(asked), Some(left)) => Some(asked.min(left)),
+            (asked, left) => asked.or(left),
+        };
         ClaudeCommand {
             run_id: execution.id,
             bin: self.inner.claude_bin.clone(),
@@ -165,6 +175,29 @@ impl Executor {
             resume: execution.resumed_from.clone(),
             options,
         }
+    }
+
+    /// What runs of `owner` in `workspace` may still cost today (UTC): the
+    /// least of what the workspace's and the user's daily caps leave after
+    /// the runs started today; None when neither is capped.
+    pub(super) async fn budget_left(
+        &self,
+        db: &impl sea_orm::ConnectionTrait,
+        owner: &str,
+        workspace: &entity::workspace::Model,
+    ) -> AppResult<Option<f64>> {
+        use db::executions::{start_of_today, totals, Filter};
+        let today = Filter { since: Some(start_of_today()), ..Default::default() };
+        let mut left: Option<f64> = None;
+        if let Some(cap) = workspace.daily_budget_usd {
+            let here = Filter { workspace_id: Some(workspace.id), ..today.clone() };
+            left = Some(cap - totals(db, owner, &here).await?.cost_usd);
+        }
+        if let Some(cap) = self.inner.user_daily_budget_usd {
+            let user_left = cap - totals(db, owner, &today).await?.cost_usd;
+            left = Some(left.map_or(user_left, |l| l.min(user_left)));
+        }
+        Ok(left)
     }
 
     /// The start the owner's `key` made, if it has not expired; refused
@@ -198,6 +231,10 @@ impl Executor {
         chrono::Utc::now().checked_sub_signed(ttl).unwrap_or(chrono::DateTime::UNIX_EPOCH)
     }
 }
+
+/// Why a start, or a queued or parked run, does not run.
+pub(super) const BUDGET_SPENT: &str =
+    "today's budget (of the workspace, or yours) is spent; it starts again at midnight UTC";
 
 impl StartRequest {
     /// What makes two starts the same: a SHA-256 of everything they ask for

@@ -255,6 +255,9 @@ impl Executor {
                     };
                     this.spawn_run(execution, command, prompt, publisher);
                 }
+                Err(AppError::BudgetExceeded(why)) => {
+                    this.finish(&execution, publisher, failure(&ClaudeError::BudgetExceeded(why), None)).await;
+                }
                 Err(e) => {
                     warn!(execution_id = %execution.id, error = %e, "could not launch a queued execution");
                     let bin = this.inner.claude_bin.display().to_string();
@@ -273,7 +276,11 @@ impl Executor {
         self.inner.roots.check_registered(&workspace.path, &workspace.owner)?;
         let options = serde_json::from_value(execution.options.clone())
             .map_err(|e| AppError::Internal(format!("the stored options: {e}")))?;
-        Ok(self.command_for(execution, &workspace, options))
+        let budget_left = self.budget_left(&self.inner.db, &workspace.owner, &workspace).await?;
+        if budget_left.is_some_and(|left| left <= 0.0) {
+            return Err(AppError::BudgetExceeded(super::admission::BUDGET_SPENT.into()));
+        }
+        Ok(self.command_for(execution, &workspace, options, budget_left))
     }
 
     /// Stores the final state, then sends the terminal event (in that order:

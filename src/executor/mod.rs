@@ -176,6 +176,8 @@ struct Inner {
     /// How long a start's idempotency key is remembered.
     idempotency_ttl: Duration,
     parking: Parking,
+    /// What one user's runs may cost per day (UTC).
+    user_daily_budget_usd: Option<f64>,
 }
 
 /// How the executor is set up.
@@ -196,6 +198,8 @@ pub struct ExecutorConfig {
     /// How long a start's idempotency key is remembered.
     pub idempotency_ttl: Duration,
     pub parking: Parking,
+    /// What one user's runs may cost per day (UTC).
+    pub user_daily_budget_usd: Option<f64>,
 }
 
 impl Executor {
@@ -221,6 +225,7 @@ impl Executor {
                 stall_after: config.stall_after,
                 idempotency_ttl: config.idempotency_ttl,
                 parking: config.parking,
+                user_daily_budget_usd: config.user_daily_budget_usd,
             }),
         }
     }

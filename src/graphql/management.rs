@@ -24,6 +24,9 @@ pub struct CreateWorkspaceInput {
     /// Runs here ask before using a tool, unless startExecution says
     /// otherwise (default false).
     pub require_approval: Option<bool>,
+    /// What runs here may cost per day (UTC, US dollars; see
+    /// `Workspace.dailyBudgetUsd`). No cap when not given.
+    pub daily_budget_usd: Option<f64>,
 }
 
 /// Changes to a workspace; what is not given stays as it is.
@@ -32,6 +35,8 @@ pub struct UpdateWorkspaceInput {
     pub name: Option<String>,
     /// Applies to executions started from now on.
     pub require_approval: Option<bool>,
+    /// A new daily cap (US dollars); null removes it.
+    pub daily_budget_usd: async_graphql::MaybeUndefined<f64>,
 }
 
 /// What a deletion removed.
@@ -56,12 +61,16 @@ impl ManagementMutation {
         let owner = &viewer(ctx)?.sub;
         let name = checked_name("name", &input.name).gql()?;
         no_nul("path", &input.path).gql()?;
+        if let Some(usd) = input.daily_budget_usd {
+            checked_budget(usd).gql()?;
+        }
         let path = state.executor.roots().resolve_new(&input.path, owner).gql()?;
         let new = db::workspaces::NewWorkspace {
             owner,
             name,
             path: &path,
             require_approval: input.require_approval.unwrap_or(false),
+            daily_budget_usd: input.daily_budget_usd,
         };
         let max = state.config.max_workspaces_per_user;
         let registered = {
@@ -82,8 +91,8 @@ impl ManagementMutation {
         Ok(Workspace(workspace))
     }
 
-    /// Renames a workspace or changes whether its runs ask before using a
-    /// tool.
+    /// Renames a workspace, changes whether its runs ask before using a
+    /// tool, or sets its daily budget.
     async fn update_workspace(
         &self,
         ctx: &Context<'_>,
@@ -95,7 +104,12 @@ impl ManagementMutation {
         let state = state(ctx)?;
         let owner = &viewer(ctx)?.sub;
         db::workspaces::get(&state.db, owner, id).await.gql()?.ok_or(AppError::NotFound("workspace")).gql()?;
-        db::workspaces::update(&state.db, id, name, input.require_approval).await.gql()?;
+        let budget = match input.daily_budget_usd {
+            async_graphql::MaybeUndefined::Undefined => None,
+            async_graphql::MaybeUndefined::Null => Some(None),
+            async_graphql::MaybeUndefined::Value(usd) => Some(Some(checked_budget(usd).gql()?)),
+        };
+        db::workspaces::update(&state.db, id, name, input.require_approval, budget).await.gql()?;
         let workspace = db::workspaces::get(&state.db, owner, id).await.gql()?;
         Ok(Workspace(workspace.ok_or(AppError::NotFound("workspace")).gql()?))
     }
@@ -163,4 +177,13 @@ fn checked_name<'a>(field: &str, value: &'a str) -> AppResult<&'a str> {
         return Err(AppError::bad_input(field, format!("`{field}` must be 1 to {MAX_NAME} characters")));
     }
     Ok(trimmed)
+}
+
+/// A budget is a positive amount of US dollars.
+fn checked_budget(usd: f64) -> AppResult<f64> {
+    if usd > 0.0 && usd.is_finite() {
+        Ok(usd)
+    } else {
+        Err(AppError::bad_input("dailyBudgetUsd", "`dailyBudgetUsd` must be a positive amount"))
+    }
 }

@@ -7,6 +7,7 @@ mod helpers;
 mod approvals;
 mod auth;
 mod browser;
+mod budgets;
 mod client_ts;
 mod dashboard;
 mod failures;

@@ -37,6 +37,28 @@ impl Workspace {
         self.0.require_approval
     }
 
+    /// What runs here may cost per day (UTC, US dollars), if capped: a
+    /// start is refused with BUDGET_EXCEEDED once the runs started today
+    /// cost this much, and a run is started with at most what is left
+    /// (`--max-budget-usd`), so it stops (BUDGET_EXCEEDED) when that is
+    /// spent. Costs are the CLI's estimates, counted when a run ends.
+    async fn daily_budget_usd(&self) -> Option<f64> {
+        self.0.daily_budget_usd
+    }
+
+    /// What the runs started here today (UTC) cost, by the CLI's estimates
+    /// (a run counts once it has ended).
+    #[graphql(complexity = 10)]
+    async fn spent_today_usd(&self, ctx: &Context<'_>) -> async_graphql::Result<f64> {
+        let filter = crate::db::executions::Filter {
+            workspace_id: Some(self.0.id),
+            since: Some(crate::db::executions::start_of_today()),
+            ..Default::default()
+        };
+        let state = super::state(ctx)?;
+        Ok(crate::db::executions::totals(&state.db, &self.0.owner, &filter).await.gql()?.cost_usd)
+    }
+
     /// What the workspace's executions added up to.
     #[graphql(complexity = 10)]
     async fn usage(&self, ctx: &Context<'_>) -> async_graphql::Result<super::Usage> {
