@@ -45,6 +45,8 @@ struct History {
     /// The last seq stored before this channel opened (a resumed run's):
     /// nothing up to it was ever here.
     floor: i64,
+    /// The run's latest status event, for subscribers that join later.
+    status: Option<Arc<Event>>,
 }
 
 impl History {
@@ -143,6 +145,13 @@ impl Broker {
         Publisher { execution_id, tx, history, channels: self.channels.clone(), activity: self.activity.clone() }
     }
 
+    /// The latest status event of an execution live on this server.
+    pub fn current_status(&self, execution_id: Uuid) -> Option<Arc<Event>> {
+        let history = self.lock().get(&execution_id)?.history.clone();
+        let status = history.lock().unwrap_or_else(|e| e.into_inner()).status.clone();
+        status
+    }
+
     /// Joins an execution's live events, if it is live on this server.
     pub fn subscribe(&self, execution_id: Uuid) -> Option<broadcast::Receiver<Arc<Event>>> {
         self.lock().get(&execution_id).map(|live| live.tx.subscribe())
@@ -199,11 +208,15 @@ impl Publisher {
     /// missing there gets it from the channel.
     pub fn publish(&self, event: Event) {
         let event = Arc::new(event);
-        if let Event::Message(m) = &*event {
-            if let Some(seq) = m.seq {
-                let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
-                history.push(seq, event.clone(), m.payload.len());
+        match &*event {
+            Event::Message(m) => {
+                if let Some(seq) = m.seq {
+                    let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+                    history.push(seq, event.clone(), m.payload.len());
+                }
             }
+            Event::Status(_) => self.history.lock().unwrap_or_else(|e| e.into_inner()).status = Some(event.clone()),
+            _ => {}
         }
         self.activity.send(&event);
         let _ = self.tx.send(event);

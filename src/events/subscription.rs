@@ -47,6 +47,8 @@ pub fn execution_events(
         // Set once the run is known to be over: catch up, send it, end.
         let mut finished: Option<Arc<Event>> = None;
         let mut told_pending = false;
+        // The status event given on joining a channel (not to repeat it).
+        let mut told: Option<Arc<Event>> = None;
         loop {
             // Catch up: from the recent history while the run is live here
             // (what is not there yet is not published yet: it comes live),
@@ -108,6 +110,17 @@ pub fn execution_events(
                 // replica running it signals, or after a while.
                 Wakeups::wait(&mut wakeups, execution_id, POLL_EVERY).await;
                 live = broker.subscribe(execution_id);
+                // It went live here (taken from its queue, or resumed after
+                // it was parked): its status, which may have been sent
+                // before this subscriber joined.
+                if live.is_some() {
+                    if let Some(status) = broker.current_status(execution_id) {
+                        if matches!(&*status, Event::Status(s) if !s.is_terminal() && s.after_seq >= last) {
+                            told = Some(status.clone());
+                            yield status;
+                        }
+                    }
+                }
                 continue;
             };
             // Follow live until the run ends, or this subscriber lags (the
@@ -135,6 +148,8 @@ pub fn execution_events(
                         // subscriber: a RUNNING that preceded the messages
                         // it has, or counters that would go backwards.
                         Event::Status(s) if s.after_seq < last => {}
+                        // Already told on joining.
+                        Event::Status(_) if told.as_ref().is_some_and(|t| Arc::ptr_eq(t, &event)) => {}
                         Event::Progress(p) if p.message_count < last => {}
                         _ => yield event,
                     },
