@@ -180,6 +180,20 @@ impl App {
             let lease = state.config.replica_lease;
             tokio::spawn(async move { executor.keep_lease(lease, stop).await })
         };
+        // Webhook deliveries, until the runs' last events are announced.
+        let webhooks = {
+            let config = &state.config;
+            let sender = crate::webhooks::Sender::new(
+                state.db.clone(),
+                crate::webhooks::SenderConfig {
+                    allow: crate::webhooks::AllowList::new(&config.webhook_allowed_hosts),
+                    retry_base: config.webhook_retry_base,
+                    retry_for: config.webhook_retry_for,
+                    timeout: config.webhook_timeout,
+                },
+            );
+            tokio::spawn(sender.run(leases_stop.clone()))
+        };
         let serve_token = shutdown.clone();
         // Events are small writes that must leave at once: without
         // TCP_NODELAY, Nagle's algorithm holds one back until the previous
@@ -206,6 +220,7 @@ impl App {
         }
         let _ = replicas.await;
         let _ = leases.await;
+        let _ = webhooks.await;
         state.executor.release_lease().await;
         info!("stopped");
         served

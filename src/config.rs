@@ -255,6 +255,25 @@ pub struct Config {
     #[arg(long = "user-daily-budget-usd", env = "USER_DAILY_BUDGET_USD", value_parser = positive_usd)]
     pub user_daily_budget_usd: Option<f64>,
 
+    /// Hosts webhooks may be sent to (`host`, `host:port` or `*.domain`,
+    /// comma-separated; these may be private or loopback). When empty, any
+    /// host that resolves to public addresses only.
+    #[arg(long = "webhook-allowed-hosts", env = "WEBHOOK_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub webhook_allowed_hosts: Vec<String>,
+
+    /// The wait after a webhook delivery's first failed attempt; each next
+    /// wait is 5 times longer (at most an hour).
+    #[arg(long = "webhook-retry-base", env = "WEBHOOK_RETRY_BASE", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub webhook_retry_base: Duration,
+
+    /// How long after its event a webhook delivery is still tried.
+    #[arg(long = "webhook-retry-for", env = "WEBHOOK_RETRY_FOR", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub webhook_retry_for: Duration,
+
+    /// One webhook attempt's time limit.
+    #[arg(long = "webhook-timeout", env = "WEBHOOK_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub webhook_timeout: Duration,
+
     /// A tool-permission request not answered within this is denied.
     #[arg(long = "permission-timeout", env = "PERMISSION_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
     pub permission_timeout: Duration,

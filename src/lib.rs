@@ -13,6 +13,7 @@ pub mod http;
 pub mod paths;
 pub mod state;
 pub mod telemetry;
+pub mod webhooks;
 
 pub use app::App;
 pub use config::Config;

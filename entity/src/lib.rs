@@ -8,4 +8,6 @@ pub mod message;
 pub mod permission_request;
 pub mod replica;
 pub mod session;
+pub mod webhook;
+pub mod webhook_delivery;
 pub mod workspace;

@@ -13,6 +13,7 @@ mod m20261201_000008_idempotency_keys;
 mod m20261201_000009_one_running_per_session;
 mod m20261201_000010_parked_runs;
 mod m20261201_000011_workspace_budget;
+mod m20261201_000012_webhooks;
 
 pub struct Migrator;
 
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000009_one_running_per_session::Migration),
             Box::new(m20261201_000010_parked_runs::Migration),
             Box::new(m20261201_000011_workspace_budget::Migration),
+            Box::new(m20261201_000012_webhooks::Migration),
         ]
     }
 }

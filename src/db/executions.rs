@@ -209,6 +209,7 @@ pub async fn finish(
     let cancelled = super::permissions::cancel_open(&txn, id).await?;
     // Also signals the other replicas.
     super::clock::touch(&txn, id).await?;
+    super::webhooks::execution_event(&txn, id, super::webhooks::ended(f.status)).await?;
     let next = match take_next_for {
         Some(replica_id) if freed.rows_affected == 1 => super::queue::take_next(&txn, session_id, replica_id).await?,
         _ => None,
@@ -232,6 +233,7 @@ pub async fn park(db: &DatabaseConnection, id: Uuid, resume_at: chrono::DateTime
         .await?;
     if updated.rows_affected == 1 {
         super::clock::touch(&txn, id).await?;
+        super::webhooks::execution_event(&txn, id, super::webhooks::EXECUTION_SCHEDULED).await?;
     }
     txn.commit().await?;
     Ok(updated.rows_affected == 1)

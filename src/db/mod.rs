@@ -14,6 +14,7 @@ pub mod removal;
 pub mod replicas;
 pub mod sessions;
 pub mod signals;
+pub mod webhooks;
 pub mod workspaces;
 pub mod writer;
 

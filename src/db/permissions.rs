@@ -48,6 +48,7 @@ pub async fn create(db: &DatabaseConnection, new: NewRequest) -> DbResult<permis
     let txn = db.begin().await?;
     let created = model.insert(&txn).await?;
     super::clock::touch(&txn, created.execution_id).await?;
+    super::webhooks::permission_event(&txn, &created).await?;
     txn.commit().await?;
     Ok(created)
 }

@@ -152,6 +152,7 @@ pub async fn cancel(db: &DatabaseConnection, id: Uuid) -> DbResult<bool> {
     let updated = cancel_where(&txn, execution::Column::Id.eq(id)).await?;
     if updated == 1 {
         super::clock::touch(&txn, id).await?;
+        super::webhooks::execution_event(&txn, id, super::webhooks::EXECUTION_CANCELLED).await?;
     }
     txn.commit().await?;
     Ok(updated == 1)
@@ -173,6 +174,7 @@ pub async fn cancel_all(db: &DatabaseConnection, session_id: Uuid) -> DbResult<V
     cancel_where(&txn, execution::Column::Id.is_in(ids.clone())).await?;
     for id in &ids {
         super::clock::touch(&txn, *id).await?;
+        super::webhooks::execution_event(&txn, *id, super::webhooks::EXECUTION_CANCELLED).await?;
     }
     txn.commit().await?;
     Ok(ids)

@@ -9,6 +9,7 @@ pub mod mutation;
 pub mod query;
 pub mod subscription;
 pub mod types;
+pub mod webhooks;
 
 use async_graphql::Schema;
 

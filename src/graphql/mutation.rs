@@ -113,10 +113,11 @@ pub struct SendMessagePayload {
     pub message_id: ID,
 }
 
-/// The mutations: runs (here) and workspaces and sessions (`management`).
+/// The mutations: runs (here), workspaces and sessions (`management`),
+/// webhooks (`webhooks`).
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(super::management::ManagementMutation, RunMutation);
+pub struct MutationRoot(super::management::ManagementMutation, RunMutation, super::webhooks::WebhookMutation);
 
 #[derive(Default)]
 pub struct RunMutation;

@@ -22,6 +22,12 @@ pub struct QueryRoot;
 /// Reads: only ever of what is yours.
 #[Object(name = "Query")]
 impl QueryRoot {
+    /// Your webhooks, oldest first.
+    async fn webhooks(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<super::types::webhook::Webhook>> {
+        let rows = db::webhooks::list(&state(ctx)?.db, &viewer(ctx)?.sub).await.gql()?;
+        Ok(rows.into_iter().map(super::types::webhook::Webhook).collect())
+    }
+
     /// A workspace of yours, or null.
     async fn workspace(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Workspace>> {
         let id = parse_id(&id, "id").gql()?;

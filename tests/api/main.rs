@@ -26,6 +26,7 @@ mod runs;
 mod security;
 mod transport;
 mod typed;
+mod webhooks;
 mod ws;
 
 /// Generates, for each scenario `fn name(app: TestApp)`, a test on SQLite

@@ -18,6 +18,11 @@ use mock::{MockApi, Reply};
 
 /// The server, with `claude` wrapped so that it talks to `api` only.
 async fn app_with(api: &MockApi) -> Option<TestApp> {
+    app_configured(api, |_| {}).await
+}
+
+/// Like `app_with`, with `tweak` applied to the server's config.
+async fn app_configured(api: &MockApi, tweak: impl FnOnce(&mut claude_graphql::Config)) -> Option<TestApp> {
     let Some(real) = std::env::var_os("TEST_CLAUDE_BIN").filter(|v| !v.is_empty()) else {
         eprintln!("skipped: TEST_CLAUDE_BIN is not set");
         return None;
@@ -42,6 +47,7 @@ async fn app_with(api: &MockApi) -> Option<TestApp> {
     spawn_with(Db::Sqlite, |c| {
         c.claude_bin = wrapper.clone();
         c.execution_timeout = Duration::from_secs(60);
+        tweak(c);
     })
     .await
 }
@@ -124,7 +130,8 @@ async fn api_failures_map_to_error_codes() {
         Reply::Tool { name: "Bash".into(), input: json!({ "command": "echo hi", "description": "Say hi" }) },
     ])
     .await;
-    let Some(app) = app_with(&api).await else { return };
+    // Here a rate-limited run fails (see the next test for parking).
+    let Some(app) = app_configured(&api, |c| c.park_rate_limited = false).await else { return };
     let (workspace, _) = app.workspace().await;
     for (input, code) in [
         (json!({ "workspaceId": workspace, "prompt": "fail" }), "CLAUDE_ERROR"),
@@ -135,6 +142,36 @@ async fn api_failures_map_to_error_codes() {
         let done = app.wait_finished(&execution).await;
         assert_eq!((done["status"].as_str(), done["error"]["code"].as_str()), (Some("FAILED"), Some(code)), "{done}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_run_is_parked_and_resumes_its_session() {
+    let api = MockApi::start(vec![
+        Reply::Status(429, json!({ "type": "error", "error": { "type": "rate_limit_error", "message": "Number of request tokens has exceeded your per-minute rate limit" } })),
+        Reply::Text("Back after the limit.".into()),
+    ])
+    .await;
+    let Some(app) = app_configured(&api, |c| c.rate_limit_wait = Duration::from_secs(2)).await else { return };
+    let (workspace, _) = app.workspace().await;
+    let (execution, _) = app.start(json!({ "workspaceId": workspace, "prompt": "hello" })).await;
+    let parked = loop {
+        let e = app
+            .ok("query($id: ID!) { execution(id: $id) { status resumeAt parkCount } }", json!({ "id": execution }))
+            .await;
+        if e["execution"]["status"] == "SCHEDULED" {
+            break e;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(parked["execution"]["parkCount"], 1);
+    let done = app.wait_finished(&execution).await;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    let events = app.events(&execution, 0).await.unwrap();
+    assert!(texts(&events).iter().any(|t| t.contains("Back after the limit.")), "{events:?}");
+    // The real CLI resumed its own session, and was told to continue.
+    let inits: Vec<&Value> = events.iter().filter(|e| e["subtype"] == "init").collect();
+    assert_eq!(inits.len(), 2);
+    assert_eq!(inits[0]["message"]["session_id"], inits[1]["message"]["session_id"]);
 }
 
 /// Polls the session's log until a line mentions `what`.

@@ -9,6 +9,7 @@ pub mod message;
 pub mod node;
 pub mod permission;
 mod session;
+pub mod webhook;
 mod workspace;
 
 pub use connection::{decode_cursor, page, page_cost, PageArgs};
