@@ -194,6 +194,11 @@ impl App {
             );
             tokio::spawn(sender.run(leases_stop.clone()))
         };
+        // Schedules fire until the server stops.
+        let scheduler = {
+            let scheduler = crate::schedules::Scheduler { db: state.db.clone(), executor: state.executor.clone() };
+            tokio::spawn(scheduler.run(shutdown.clone()))
+        };
         let serve_token = shutdown.clone();
         // Events are small writes that must leave at once: without
         // TCP_NODELAY, Nagle's algorithm holds one back until the previous
@@ -221,6 +226,7 @@ impl App {
         let _ = replicas.await;
         let _ = leases.await;
         let _ = webhooks.await;
+        let _ = scheduler.await;
         state.executor.release_lease().await;
         info!("stopped");
         served

@@ -274,6 +274,10 @@ pub struct Config {
     #[arg(long = "webhook-timeout", env = "WEBHOOK_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub webhook_timeout: Duration,
 
+    /// The shortest time between two occurrences of a schedule.
+    #[arg(long = "min-schedule-interval", env = "MIN_SCHEDULE_INTERVAL", default_value = "1m", value_parser = humantime::parse_duration)]
+    pub min_schedule_interval: Duration,
+
     /// A tool-permission request not answered within this is denied.
     #[arg(long = "permission-timeout", env = "PERMISSION_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
     pub permission_timeout: Duration,

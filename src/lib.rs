@@ -11,6 +11,7 @@ pub mod executor;
 pub mod graphql;
 pub mod http;
 pub mod paths;
+pub mod schedules;
 pub mod state;
 pub mod telemetry;
 pub mod webhooks;

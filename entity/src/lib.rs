@@ -7,6 +7,7 @@ pub mod idempotency_key;
 pub mod message;
 pub mod permission_request;
 pub mod replica;
+pub mod schedule;
 pub mod session;
 pub mod webhook;
 pub mod webhook_delivery;

@@ -14,6 +14,7 @@ mod m20261201_000009_one_running_per_session;
 mod m20261201_000010_parked_runs;
 mod m20261201_000011_workspace_budget;
 mod m20261201_000012_webhooks;
+mod m20261201_000013_schedules;
 
 pub struct Migrator;
 
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000010_parked_runs::Migration),
             Box::new(m20261201_000011_workspace_budget::Migration),
             Box::new(m20261201_000012_webhooks::Migration),
+            Box::new(m20261201_000013_schedules::Migration),
         ]
     }
 }

@@ -12,6 +12,7 @@ pub mod permissions;
 pub mod queue;
 pub mod removal;
 pub mod replicas;
+pub mod schedules;
 pub mod sessions;
 pub mod signals;
 pub mod webhooks;

@@ -7,6 +7,7 @@ pub mod loaders;
 pub mod management;
 pub mod mutation;
 pub mod query;
+pub mod schedules;
 pub mod subscription;
 pub mod types;
 pub mod webhooks;

@@ -114,10 +114,15 @@ pub struct SendMessagePayload {
 }
 
 /// The mutations: runs (here), workspaces and sessions (`management`),
-/// webhooks (`webhooks`).
+/// webhooks (`webhooks`), schedules (`schedules`).
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(super::management::ManagementMutation, RunMutation, super::webhooks::WebhookMutation);
+pub struct MutationRoot(
+    super::management::ManagementMutation,
+    RunMutation,
+    super::webhooks::WebhookMutation,
+    super::schedules::ScheduleMutation,
+);
 
 #[derive(Default)]
 pub struct RunMutation;
@@ -245,7 +250,7 @@ impl RunMutation {
 }
 
 /// Checks every field of a start request.
-fn start_request(policy: &ToolPolicy, input: StartExecutionInput, header: Option<&str>) -> AppResult<StartRequest> {
+pub fn start_request(policy: &ToolPolicy, input: StartExecutionInput, header: Option<&str>) -> AppResult<StartRequest> {
     let workspace_id = parse_id(&input.workspace_id, "workspaceId")?;
     let idempotency_key = idempotency_key(input.idempotency_key.as_deref(), header)?;
     let session_id = input.session_id.as_ref().map(|id| parse_id(id, "sessionId")).transpose()?;

@@ -22,6 +22,17 @@ pub struct QueryRoot;
 /// Reads: only ever of what is yours.
 #[Object(name = "Query")]
 impl QueryRoot {
+    /// Your schedules (in one workspace, if given), oldest first.
+    async fn schedules(
+        &self,
+        ctx: &Context<'_>,
+        workspace_id: Option<ID>,
+    ) -> async_graphql::Result<Vec<super::types::schedule::Schedule>> {
+        let workspace = workspace_id.as_ref().map(|id| parse_id(id, "workspaceId")).transpose().gql()?;
+        let rows = db::schedules::list(&state(ctx)?.db, &viewer(ctx)?.sub, workspace).await.gql()?;
+        Ok(rows.into_iter().map(super::types::schedule::Schedule).collect())
+    }
+
     /// Your webhooks, oldest first.
     async fn webhooks(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<super::types::webhook::Webhook>> {
         let rows = db::webhooks::list(&state(ctx)?.db, &viewer(ctx)?.sub).await.gql()?;

@@ -23,6 +23,7 @@ mod queue;
 mod reliability;
 mod replicas;
 mod runs;
+mod schedules;
 mod security;
 mod transport;
 mod typed;
