@@ -87,16 +87,7 @@ async fn a_user_budget_caps_every_workspace_of_the_user() {
     let (alice, bob) = (token_for("alice"), token_for("bob"));
     let mut workspaces = Vec::new();
     for (user, name) in [(&alice, "a1"), (&alice, "a2"), (&bob, "b")] {
-        let dir = app.dir.path().join(name);
-        std::fs::create_dir_all(dir.join(".fake-claude")).unwrap();
-        let created = as_user(
-            &app,
-            user,
-            "mutation($p: String!) { createWorkspace(input: {name: \"w\", path: $p}) { id } }",
-            json!({ "p": dir }),
-        )
-        .await;
-        workspaces.push(created["data"]["createWorkspace"]["id"].as_str().unwrap().to_owned());
+        workspaces.push(app.workspace_of(user, name).await.0);
     }
     let run = |user: &String, workspace: &str| {
         let (app, user, workspace) = (&app, user.clone(), workspace.to_owned());

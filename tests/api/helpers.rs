@@ -258,6 +258,33 @@ impl TestApp {
         }))
     }
 
+    /// The prompts and messages the stand-in in `workspace` was given, in
+    /// order.
+    pub fn fake_prompts(&self, workspace: &std::path::Path) -> Vec<String> {
+        self.fake_log(workspace)
+            .iter()
+            .filter(|e| e["event"] == "stdin")
+            .filter_map(|e| serde_json::from_str::<Value>(e["line"].as_str()?).ok())
+            .filter(|l| l["type"] == "user")
+            .filter_map(|l| l["message"]["content"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// A workspace of the user with `token`, on a fresh directory `name`
+    /// (with a `.fake-claude/` log).
+    pub async fn workspace_of(&self, token: &str, name: &str) -> (String, PathBuf) {
+        let dir = self.dir.path().join(name);
+        std::fs::create_dir_all(dir.join(".fake-claude")).unwrap();
+        let created = self
+            .gql_as(
+                Some(token),
+                "mutation($p: String!) { createWorkspace(input: {name: \"w\", path: $p}) { id } }",
+                json!({ "p": dir }),
+            )
+            .await;
+        (created["data"]["createWorkspace"]["id"].as_str().expect("a workspace").to_owned(), dir)
+    }
+
     /// What the stand-in `claude` logged in a workspace directory.
     pub fn fake_log(&self, workspace: &std::path::Path) -> Vec<Value> {
         std::fs::read_to_string(workspace.join(".fake-claude/log.jsonl"))

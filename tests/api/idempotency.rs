@@ -156,16 +156,7 @@ async fn keys_are_per_user_and_expire() {
     let (alice, bob) = (token_for("alice"), token_for("bob"));
     let mut workspaces = Vec::new();
     for (user, name) in [(&alice, "a"), (&bob, "b")] {
-        let dir = app.dir.path().join(name);
-        std::fs::create_dir_all(dir.join(".fake-claude")).unwrap();
-        let created = as_user(
-            &app,
-            user,
-            "mutation($p: String!) { createWorkspace(input: {name: \"w\", path: $p}) { id } }",
-            json!({ "p": dir }),
-        )
-        .await;
-        workspaces.push(created["data"]["createWorkspace"]["id"].as_str().unwrap().to_owned());
+        workspaces.push(app.workspace_of(user, name).await.0);
     }
     let start = |user: &String, workspace: &str, prompt: &str| {
         let input = json!({ "workspaceId": workspace, "prompt": prompt, "idempotencyKey": "shared-key" });

@@ -31,17 +31,6 @@ async fn wait_parked(app: &TestApp, id: &str) -> Value {
     panic!("{id} was not parked");
 }
 
-/// The prompts the stand-in in `dir` was given, in order.
-fn prompts(app: &TestApp, dir: &std::path::Path) -> Vec<String> {
-    app.fake_log(dir)
-        .iter()
-        .filter(|e| e["event"] == "stdin")
-        .filter_map(|e| serde_json::from_str::<Value>(e["line"].as_str()?).ok())
-        .filter(|l| l["type"] == "user")
-        .filter_map(|l| l["message"]["content"].as_str().map(str::to_owned))
-        .collect()
-}
-
 fn start_times(app: &TestApp, dir: &std::path::Path) -> Vec<chrono::DateTime<chrono::Utc>> {
     app.fake_log(dir).iter().filter(|e| e["event"] == "start").filter_map(|e| e["at"].as_str()?.parse().ok()).collect()
 }
@@ -78,8 +67,8 @@ async fn a_run_at_its_usage_limit_is_parked_and_resumes_at_the_reset(app: TestAp
     let starts = start_times(&app, &dir);
     assert_eq!(starts.len(), 2);
     assert!(starts[1] >= resume_at, "resumed at the reset, not before");
-    assert_eq!(prompts(&app, &dir), ["fake: fixture=usage_limit resets_in=3", "continue"]);
-    assert_eq!(prompts(&app, &other_dir), ["held back"]);
+    assert_eq!(app.fake_prompts(&dir), ["fake: fixture=usage_limit resets_in=3", "continue"]);
+    assert_eq!(app.fake_prompts(&other_dir), ["held back"]);
     let argv: Vec<Value> =
         app.fake_log(&dir).iter().filter(|e| e["event"] == "start").map(|e| e["argv"].clone()).collect();
     assert!(argv[1].as_array().unwrap().windows(2).any(|w| w[0] == "--resume" && w[1] == claude_session.as_str()));
@@ -123,7 +112,7 @@ async fn a_parked_run_survives_a_restart(db: Db) {
     assert_eq!(parked(&app, &limited).await["status"], "SCHEDULED");
     let done = app.wait_finished(&limited).await;
     assert_eq!(done["status"], "COMPLETED", "{done}");
-    assert_eq!(prompts(&app, &dir).last().map(String::as_str), Some("continue"));
+    assert_eq!(app.fake_prompts(&dir).last().map(String::as_str), Some("continue"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,7 +136,7 @@ async fn a_limit_without_a_reset_time_waits_the_configured_time() {
     let wait = resume_at - chrono::Utc::now();
     assert!(wait > chrono::TimeDelta::zero() && wait <= chrono::TimeDelta::seconds(2), "{at_limit}");
     assert_eq!(app.wait_finished(&limited).await["status"], "COMPLETED");
-    assert_eq!(prompts(&app, &dir).len(), 2);
+    assert_eq!(app.fake_prompts(&dir).len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -35,17 +35,6 @@ fn starts(app: &TestApp, dir: &std::path::Path) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// The prompts the stand-in in `dir` was given, in order.
-fn prompts(app: &TestApp, dir: &std::path::Path) -> Vec<String> {
-    app.fake_log(dir)
-        .iter()
-        .filter(|e| e["event"] == "stdin")
-        .filter_map(|e| serde_json::from_str::<Value>(e["line"].as_str()?).ok())
-        .filter(|l| l["type"] == "user")
-        .filter_map(|l| l["message"]["content"].as_str().map(str::to_owned))
-        .collect()
-}
-
 async fn a_busy_session_queues_starts_and_runs_them_in_order(app: TestApp) {
     let (workspace, dir) = app.workspace().await;
     let (running, session) = app.start(json!({ "workspaceId": workspace, "prompt": "fake: hang" })).await;
@@ -101,7 +90,7 @@ async fn a_busy_session_queues_starts_and_runs_them_in_order(app: TestApp) {
         let at = later.iter().position(|a| a == "--resume").expect("--resume");
         assert_eq!(later[at + 1], claude_session);
     }
-    assert_eq!(prompts(&app, &dir), ["fake: hang", "third", "fourth"]);
+    assert_eq!(app.fake_prompts(&dir), ["fake: hang", "third", "fourth"]);
 
     // REJECT keeps the old answer for clients that want it.
     let (busy, _) = app.start(json!({ "workspaceId": workspace, "sessionId": session, "prompt": "fake: hang" })).await;
@@ -127,7 +116,7 @@ async fn interrupt_if_busy_ends_the_running_turn(app: TestApp) {
     let interrupted = app.execution(&running).await;
     assert_eq!(interrupted["status"], "CANCELLED", "{interrupted}");
     assert!(interrupted["finishedAt"].as_str() <= next["startedAt"].as_str());
-    assert_eq!(prompts(&app, &dir), ["fake: hang", "instead"]);
+    assert_eq!(app.fake_prompts(&dir), ["fake: hang", "instead"]);
 }
 
 async fn a_queued_prompt_survives_a_restart(db: Db) {
@@ -159,7 +148,7 @@ async fn a_queued_prompt_survives_a_restart(db: Db) {
     assert_eq!(argv.len(), 3, "{argv:?}");
     let resumed = argv.iter().find(|a| a.contains(&"--resume".to_owned())).expect("the queued prompt resumed");
     assert!(resumed.contains(&claude_session));
-    let mut ran = prompts(&app, &dir);
+    let mut ran = app.fake_prompts(&dir);
     ran.sort();
     assert_eq!(ran, ["fake: hang", "queued", "waiting for a slot"]);
 }
@@ -188,7 +177,7 @@ async fn a_prompt_queued_on_one_replica_runs_after_a_run_of_another() {
     b.ok("mutation($id: ID!) { interruptExecution(id: $id) { id } }", json!({ "id": running })).await;
     let events = watched.await.unwrap();
     assert_eq!(final_status(&events)["status"], "COMPLETED");
-    assert_eq!(prompts(&a, &dir), ["fake: hang", "from b"]);
+    assert_eq!(a.fake_prompts(&dir), ["fake: hang", "from b"]);
 
     // The database itself holds one running execution per session.
     use sea_orm::{ConnectionTrait, Statement};

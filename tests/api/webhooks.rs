@@ -219,16 +219,7 @@ async fn webhooks_are_per_user() {
     let refused =
         as_user(&app, &bob, "mutation($id: ID!) { deleteWebhook(id: $id) { deletedId } }", json!({ "id": id })).await;
     assert_eq!(code(&refused), "NOT_FOUND");
-    let dir = app.dir.path().join("bob");
-    std::fs::create_dir_all(&dir).unwrap();
-    let ws = as_user(
-        &app,
-        &bob,
-        "mutation($p: String!) { createWorkspace(input: {name: \"b\", path: $p}) { id } }",
-        json!({ "p": dir }),
-    )
-    .await;
-    let workspace = ws["data"]["createWorkspace"]["id"].as_str().unwrap();
+    let (workspace, _) = app.workspace_of(&bob, "bob").await;
     let started = as_user(
         &app,
         &bob,
