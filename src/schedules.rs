@@ -24,6 +24,8 @@ use crate::{
 
 /// How often due schedules are looked for.
 const POLL: Duration = Duration::from_secs(1);
+/// Occurrences looked at for the shortest gap between two.
+const OCCURRENCES_CHECKED: usize = 1000;
 
 /// A schedule's pattern and zone, checked.
 pub struct Pattern {
@@ -47,11 +49,16 @@ impl Pattern {
         next_occurrence(&self.cron, &after.with_timezone(&self.zone)).map(|at| at.with_timezone(&Utc))
     }
 
-    /// Refuses a pattern that fires more often than every `min`.
+    /// Refuses a pattern that fires more often than every `min` anywhere
+    /// in its next occurrences (`* 0 * * * *` is hourly between bursts).
     pub fn check_interval(&self, min: Duration) -> Result<(), String> {
-        let first = self.next_after(Utc::now()).ok_or("the pattern never fires")?;
-        let second = self.next_after(first).ok_or("the pattern never fires again")?;
-        let gap = (second - first).to_std().unwrap_or_default();
+        let mut at = self.next_after(Utc::now()).ok_or("the pattern never fires")?;
+        let mut gap = Duration::MAX;
+        for _ in 0..OCCURRENCES_CHECKED {
+            let Some(next) = self.next_after(at) else { break };
+            gap = gap.min((next - at).to_std().unwrap_or_default());
+            at = next;
+        }
         if gap < min {
             return Err(format!(
                 "it fires every {}; at most every {} is allowed",
@@ -98,7 +105,16 @@ impl Scheduler {
         let next = Pattern::parse(&schedule.cron, &schedule.timezone)
             .ok()
             .and_then(|p| p.next_after(Utc::now().max(occurrence)));
-        let options = serde_json::from_value(schedule.options.clone()).unwrap_or_default();
+        let options: crate::claude::RunOptions = serde_json::from_value(schedule.options.clone()).unwrap_or_default();
+        // What the server lets clients grant may have changed since.
+        let policy = self.executor.policy();
+        let allowed = options.allowed_tools.as_deref().map_or(Ok(()), |tools| policy.check_allowed_tools(tools));
+        let mode = options.permission_mode.as_deref().map_or(Ok(()), |mode| policy.check_mode(mode));
+        if let Err(why) = allowed.and(mode) {
+            let fired = Fired { occurrence, next, started: Err(why), session_id: None };
+            db::schedules::advance(&self.db, schedule.id, fired).await?;
+            return Ok(());
+        }
         let mut request = StartRequest {
             workspace_id: schedule.workspace_id,
             session_id: schedule.session_id.filter(|_| schedule.same_session),
@@ -107,6 +123,7 @@ impl Scheduler {
             metadata: Some(serde_json::json!({ "scheduleId": schedule.id, "occurrence": occurrence })),
             idempotency_key: Some(format!("schedule:{}:{}", schedule.id, occurrence.timestamp())),
             if_busy: IfBusy::Queue,
+            fork_session_id: None,
         };
         let mut started = self.executor.start(&schedule.owner, request.clone()).await;
         if request.session_id.is_some()
@@ -173,6 +190,8 @@ mod tests {
 
     #[test]
     fn too_frequent_patterns_are_refused() {
+        let bursts = Pattern::parse("* 0 * * * *", "UTC").unwrap();
+        assert!(bursts.check_interval(Duration::from_secs(60)).is_err(), "every second for a minute an hour");
         let every_second = Pattern::parse("* * * * * *", "UTC").unwrap();
         assert!(every_second.check_interval(Duration::from_secs(60)).is_err());
         assert!(every_second.check_interval(Duration::from_secs(1)).is_ok());

@@ -23,6 +23,8 @@ pub struct Model {
     /// A title the user gave it (`renameSession`); without one, the
     /// session is titled by its first prompt.
     pub title: Option<String>,
+    /// The session this one was forked from (its conversation so far).
+    pub forked_from_id: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -15,6 +15,7 @@ mod m20261201_000010_parked_runs;
 mod m20261201_000011_workspace_budget;
 mod m20261201_000012_webhooks;
 mod m20261201_000013_schedules;
+mod m20261201_000014_session_forks;
 
 pub struct Migrator;
 
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000011_workspace_budget::Migration),
             Box::new(m20261201_000012_webhooks::Migration),
             Box::new(m20261201_000013_schedules::Migration),
+            Box::new(m20261201_000014_session_forks::Migration),
         ]
     }
 }

@@ -135,7 +135,9 @@ fn main() {
         "parent_environ": parent_environ(),
     }));
     let flag = |name: &str| argv.iter().position(|a| a == name).and_then(|i| argv.get(i + 1)).cloned();
-    let session_id = flag("--resume").unwrap_or_else(|| Uuid::new_v4().to_string());
+    // A fork continues the conversation under a new id, as the CLI does.
+    let forked = argv.iter().any(|a| a == "--fork-session");
+    let session_id = flag("--resume").filter(|_| !forked).unwrap_or_else(|| Uuid::new_v4().to_string());
     let partial = argv.iter().any(|a| a == "--include-partial-messages");
     let model = flag("--model").unwrap_or_else(|| "claude-fake-1".into());
 

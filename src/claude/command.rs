@@ -43,6 +43,9 @@ pub struct ClaudeCommand {
     pub bin: PathBuf,
     pub cwd: PathBuf,
     pub resume: Option<String>,
+    /// With `resume`: continue a copy of that session under a new id
+    /// (`--fork-session`), leaving the original as it is.
+    pub fork: bool,
     pub options: RunOptions,
 }
 
@@ -87,6 +90,9 @@ impl ClaudeCommand {
         }
         if o.include_partial_messages {
             args.push("--include-partial-messages".into());
+        }
+        if self.fork && self.resume.is_some() {
+            args.push("--fork-session".into());
         }
         args
     }
@@ -196,6 +202,7 @@ mod tests {
             bin: "claude".into(),
             cwd: "/tmp".into(),
             resume: Some("abc".into()),
+            fork: false,
             options: RunOptions {
                 max_turns: Some(3),
                 allowed_tools: Some(vec!["Bash".into(), "Read".into()]),
@@ -218,6 +225,7 @@ mod tests {
             bin: "claude".into(),
             cwd: "/tmp".into(),
             resume: None,
+            fork: false,
             options: RunOptions::default(),
         };
         let command = cmd.to_command();

@@ -150,6 +150,9 @@ pub struct Finish {
     pub cost_usd: Option<f64>,
     pub usage: Option<Json>,
     pub result: Option<Json>,
+    /// Only from this status (a parked run's cancel must not end it once
+    /// a server has resumed it); from any unfinished one when None.
+    pub from: Option<Status>,
 }
 
 /// What finishing an execution did.
@@ -182,13 +185,18 @@ pub async fn finish(
         .col_expr(execution::Column::ErrorMessage, Expr::value(f.error_message))
         .col_expr(execution::Column::ExitCode, Expr::value(f.exit_code))
         .col_expr(execution::Column::NumTurns, Expr::value(f.num_turns))
-        .col_expr(execution::Column::CostUsd, Expr::value(f.cost_usd))
+        // What this process cost, on top of what earlier ones (before a
+        // park) did.
+        .col_expr(execution::Column::CostUsd, cost_so_far(f.cost_usd))
         .col_expr(execution::Column::Usage, Expr::value(f.usage))
         .col_expr(execution::Column::Result, Expr::value(f.result))
         .col_expr(execution::Column::FinishedAt, Expr::value(now))
         .col_expr(execution::Column::ResumeAt, Expr::value(Option::<chrono::DateTime<Utc>>::None))
         .filter(execution::Column::Id.eq(id))
-        .filter(execution::Column::Status.is_in(Status::UNFINISHED.map(Status::as_str)))
+        .filter(match f.from {
+            Some(from) => execution::Column::Status.eq(from.as_str()),
+            None => execution::Column::Status.is_in(Status::UNFINISHED.map(Status::as_str)),
+        })
         .exec(&txn)
         .await?;
     if updated.rows_affected == 0 {
@@ -218,11 +226,31 @@ pub async fn finish(
     Ok(Some(Finished { cancelled, next }))
 }
 
+/// An execution's cost with `cost` added (unchanged when None).
+fn cost_so_far(cost: Option<f64>) -> sea_orm::sea_query::SimpleExpr {
+    match cost {
+        Some(cost) => Expr::expr(sea_orm::sea_query::Func::coalesce([
+            Expr::col(execution::Column::CostUsd).into(),
+            Expr::value(0.0),
+        ]))
+        .add(cost),
+        None => Expr::col(execution::Column::CostUsd).into(),
+    }
+}
+
 /// Parks a pending or running execution until `resume_at` (SCHEDULED): its
-/// session stays its own. False when it was not pending or running.
-pub async fn park(db: &DatabaseConnection, id: Uuid, resume_at: chrono::DateTime<Utc>) -> DbResult<bool> {
+/// session stays its own, and what the run cost so far (`cost`) is
+/// counted. False when it was not pending or running.
+pub async fn park(
+    db: &DatabaseConnection,
+    id: Uuid,
+    session_id: Uuid,
+    resume_at: chrono::DateTime<Utc>,
+    cost: Option<f64>,
+) -> DbResult<bool> {
     let txn = db.begin().await?;
     let updated = execution::Entity::update_many()
+        .col_expr(execution::Column::CostUsd, cost_so_far(cost))
         .col_expr(execution::Column::Status, Expr::value(Status::Scheduled.as_str()))
         .col_expr(execution::Column::ResumeAt, Expr::value(resume_at))
         .col_expr(execution::Column::ParkCount, Expr::col(execution::Column::ParkCount).add(1))
@@ -232,6 +260,11 @@ pub async fn park(db: &DatabaseConnection, id: Uuid, resume_at: chrono::DateTime
         .exec(&txn)
         .await?;
     if updated.rows_affected == 1 {
+        session::Entity::update_many()
+            .col_expr(session::Column::TotalCostUsd, Expr::col(session::Column::TotalCostUsd).add(cost.unwrap_or(0.0)))
+            .filter(session::Column::Id.eq(session_id))
+            .exec(&txn)
+            .await?;
         super::clock::touch(&txn, id).await?;
         super::webhooks::execution_event(&txn, id, super::webhooks::EXECUTION_SCHEDULED).await?;
     }
@@ -262,6 +295,7 @@ pub async fn take_due(
     now: chrono::DateTime<Utc>,
 ) -> DbResult<Option<execution::Model>> {
     let txn = db.begin().await?;
+    super::lock_for(&txn, &format!("resume:{id}")).await?;
     let Some(parked) = find(&txn, id).await? else { return Ok(None) };
     let resume = super::sessions::find(&txn, parked.session_id).await?.and_then(|s| s.claude_session_id);
     let updated = execution::Entity::update_many()

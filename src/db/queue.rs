@@ -41,16 +41,28 @@ pub async fn take_next(
         .one(txn)
         .await?;
     let Some(next) = next else { return Ok(None) };
-    if !super::sessions::claim(txn, session_id, next.id).await? {
-        return Ok(None);
-    }
     let resume = super::sessions::find(txn, session_id).await?.and_then(|s| s.claude_session_id);
-    execution::Entity::update_many()
+    // Still queued (not cancelled since it was read), or nothing.
+    let taken = execution::Entity::update_many()
         .col_expr(execution::Column::ReplicaId, Expr::value(replica_id))
         .col_expr(execution::Column::ResumedFrom, Expr::value(resume))
         .filter(execution::Column::Id.eq(next.id))
+        .filter(execution::Column::Status.eq(Status::Pending.as_str()))
+        .filter(execution::Column::ReplicaId.is_null())
         .exec(txn)
         .await?;
+    if taken.rows_affected == 0 {
+        return Ok(None);
+    }
+    if !super::sessions::claim(txn, session_id, next.id).await? {
+        // Closed (or busy after all): it stays queued.
+        execution::Entity::update_many()
+            .col_expr(execution::Column::ReplicaId, Expr::value(Option::<String>::None))
+            .filter(execution::Column::Id.eq(next.id))
+            .exec(txn)
+            .await?;
+        return Ok(None);
+    }
     super::clock::touch(txn, next.id).await?;
     super::executions::find(txn, next.id).await
 }
@@ -69,22 +81,30 @@ pub async fn promote(
     Ok(next)
 }
 
-/// Puts an execution that never started (its server stopped while it
-/// waited for a slot) back in its session's queue, and frees the session
+/// Puts an execution that never started (its server, named by the
+/// model's `replica_id`, stopped while it waited for a slot) back in its
+/// session's queue, and frees the session
 /// for it; then takes the session's next execution (the same one, unless
 /// an older one waits) for `replica_id`. False when it had started after
 /// all, or was finished.
 pub async fn requeue(
     db: &DatabaseConnection,
-    id: Uuid,
-    session_id: Uuid,
+    execution: &execution::Model,
     replica_id: Option<&str>,
 ) -> DbResult<(bool, Option<execution::Model>)> {
+    let (id, session_id) = (execution.id, execution.session_id);
     let txn = db.begin().await?;
     lock(&txn, session_id).await?;
+    // Only from the server that had it: two servers finishing the runs of
+    // a gone one must not both take it.
+    let owner = match &execution.replica_id {
+        Some(owner) => execution::Column::ReplicaId.eq(owner.as_str()),
+        None => execution::Column::ReplicaId.is_null(),
+    };
     let updated = execution::Entity::update_many()
         .col_expr(execution::Column::ReplicaId, Expr::value(Option::<String>::None))
         .filter(execution::Column::Id.eq(id))
+        .filter(owner)
         .filter(execution::Column::Status.eq(Status::Pending.as_str()))
         .filter(execution::Column::StartedAt.is_null())
         .exec(&txn)
@@ -148,7 +168,10 @@ pub async fn position(db: &impl ConnectionTrait, execution: &execution::Model) -
 /// Cancels a queued execution (it never started). False when it is not
 /// queued (any more).
 pub async fn cancel(db: &DatabaseConnection, id: Uuid) -> DbResult<bool> {
+    let Some(queued) = super::executions::find(db, id).await? else { return Ok(false) };
     let txn = db.begin().await?;
+    // Not while the session's run ends and takes the next one.
+    lock(&txn, queued.session_id).await?;
     let updated = cancel_where(&txn, execution::Column::Id.eq(id)).await?;
     if updated == 1 {
         super::clock::touch(&txn, id).await?;
@@ -171,13 +194,17 @@ pub async fn cancel_all(db: &DatabaseConnection, session_id: Uuid) -> DbResult<V
         .into_tuple()
         .all(&txn)
         .await?;
-    cancel_where(&txn, execution::Column::Id.is_in(ids.clone())).await?;
-    for id in &ids {
-        super::clock::touch(&txn, *id).await?;
-        super::webhooks::execution_event(&txn, *id, super::webhooks::EXECUTION_CANCELLED).await?;
+    let mut cancelled = Vec::with_capacity(ids.len());
+    for id in ids {
+        // Only those this cancel ended (not one a single cancel ended).
+        if cancel_where(&txn, execution::Column::Id.eq(id)).await? == 1 {
+            super::clock::touch(&txn, id).await?;
+            super::webhooks::execution_event(&txn, id, super::webhooks::EXECUTION_CANCELLED).await?;
+            cancelled.push(id);
+        }
     }
     txn.commit().await?;
-    Ok(ids)
+    Ok(cancelled)
 }
 
 /// CANCELLED, for the queued executions `which` selects.

@@ -20,6 +20,7 @@ pub async fn create(
     workspace_id: Uuid,
     execution_id: Uuid,
     prompt: &str,
+    forked_from: Option<Uuid>,
 ) -> DbResult<session::Model> {
     let now = Utc::now();
     let model = session::ActiveModel {
@@ -33,6 +34,7 @@ pub async fn create(
         created_at: Set(now),
         last_activity_at: Set(now),
         title: Set(Some(title_of(prompt))),
+        forked_from_id: Set(forked_from),
     };
     Ok(model.insert(db).await?)
 }

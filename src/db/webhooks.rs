@@ -203,6 +203,7 @@ pub async fn claim_due(
             .col_expr(webhook_delivery::Column::LockedUntil, Expr::value(now + lease))
             .filter(webhook_delivery::Column::Id.eq(delivery.id))
             .filter(webhook_delivery::Column::Status.eq(PENDING))
+            .filter(webhook_delivery::Column::NextAttemptAt.lte(now))
             .filter(free.clone())
             .exec(db)
             .await?;

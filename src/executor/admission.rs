@@ -48,6 +48,11 @@ impl Executor {
             }
             None => None,
         };
+        // A fork: the session it copies, and the Claude session to resume.
+        let fork_of = match req.fork_session_id {
+            Some(id) => Some(self.fork_source(owner, id, &workspace).await?),
+            None => None,
+        };
 
         let execution_id = Uuid::now_v7();
         // The channel exists before the execution does, so a subscriber can
@@ -106,7 +111,10 @@ impl Executor {
                 // Claude's session id (to resume) in the meantime.
                 db::sessions::find(&txn, session.id).await?.unwrap_or(session)
             }
-            None => db::sessions::create(&txn, workspace.id, execution_id, &req.prompt).await?,
+            None => {
+                let forked_from = fork_of.as_ref().map(|(source, _)| *source);
+                db::sessions::create(&txn, workspace.id, execution_id, &req.prompt, forked_from).await?
+            }
         };
         let queued = queued_behind.is_some();
         let execution = db::executions::create(
@@ -120,7 +128,11 @@ impl Executor {
                 metadata: req.metadata,
                 // A queued execution resumes what the runs before it leave,
                 // and is taken by a server when its turn comes.
-                resumed_from: if queued { None } else { session.claude_session_id.clone() },
+                resumed_from: match (&fork_of, queued) {
+                    (Some((_, claude_session)), _) => Some(claude_session.clone()),
+                    (None, true) => None,
+                    (None, false) => session.claude_session_id.clone(),
+                },
                 replica_id: (!queued).then(|| self.inner.replica_id.clone()),
             },
         )
@@ -148,7 +160,8 @@ impl Executor {
         }
         // No await between the commit and the spawn: if the client goes away
         // and this future is dropped, the run still has its task.
-        let command = self.command_for(&execution, &workspace, req.options, budget_left);
+        let mut command = self.command_for(&execution, &workspace, req.options, budget_left);
+        command.fork = fork_of.is_some();
         self.spawn_run(execution.clone(), command, req.prompt, publisher);
         let session = db::sessions::find(db, session.id).await?.unwrap_or(session);
         Ok(Started { execution, session, replayed: false })
@@ -173,7 +186,30 @@ impl Executor {
             bin: self.inner.claude_bin.clone(),
             cwd: PathBuf::from(&workspace.path),
             resume: execution.resumed_from.clone(),
+            fork: false,
             options,
+        }
+    }
+
+    /// The session a fork copies, and the Claude session it resumes: the
+    /// owner's, in the same workspace (Claude keeps sessions per
+    /// directory), with a first run that has reported its id.
+    async fn fork_source(
+        &self,
+        owner: &str,
+        id: Uuid,
+        workspace: &entity::workspace::Model,
+    ) -> AppResult<(Uuid, String)> {
+        const FIELD: &str = "forkSessionId";
+        let source = db::sessions::get(&self.inner.db, owner, id).await?.ok_or(AppError::NotFound("session"))?;
+        if source.workspace_id != workspace.id {
+            return Err(AppError::bad_input(FIELD, "the session belongs to another workspace"));
+        }
+        match source.claude_session_id {
+            Some(claude_session) => Ok((source.id, claude_session)),
+            None => {
+                Err(AppError::bad_input(FIELD, "the session has nothing to fork yet: its first run has not started"))
+            }
         }
     }
 
@@ -249,6 +285,7 @@ impl StartRequest {
             "options": self.options,
             "metadata": self.metadata,
             "ifBusy": format!("{:?}", self.if_busy),
+            "forkSessionId": self.fork_session_id,
         });
         format!("{:x}", Sha256::digest(canonical.to_string()))
     }

@@ -21,8 +21,10 @@ impl Executor {
         // Taken from the queue meanwhile, if it was queued.
         let execution = db::executions::find(db, id).await?.unwrap_or(execution);
         if execution.status == db::executions::Status::Scheduled {
-            // Parked: no process to stop, wherever it was parked.
-            let finish = outcome_finish(&Outcome::Cancelled, None, None, 0);
+            // Parked: no process to stop, wherever it was parked (unless a
+            // server resumes it meanwhile: then it is stopped as a run).
+            let mut finish = outcome_finish(&Outcome::Cancelled, None, None, 0);
+            finish.from = Some(db::executions::Status::Scheduled);
             let me = Some(self.inner.replica_id.as_str());
             if let Some(finished) = db::executions::finish(db, id, execution.session_id, finish, me).await? {
                 self.inner.broker.wakeups().wake(id);

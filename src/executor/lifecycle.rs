@@ -41,16 +41,18 @@ impl Executor {
         let Launch { command, prompt, publisher, pending, commands, commands_tx } = launch;
         let inner = &self.inner;
         // Wait for a slot (or a stop while waiting).
+        // A stopped run does not start, even with a slot free.
         let _permit = tokio::select! {
-            permit = inner.slots.clone().acquire_owned() => permit.ok(),
+            biased;
             _ = stop.token().cancelled() => None,
+            permit = inner.slots.clone().acquire_owned() => permit.ok(),
         };
         drop(pending);
         if _permit.is_none() {
             if stop.reason() == Some(StopReason::Shutdown) {
                 // It never started: it waits in its session's queue for
                 // the next server (this one, restarted, or another).
-                match db::queue::requeue(&inner.db, execution.id, execution.session_id, None).await {
+                match db::queue::requeue(&inner.db, execution, None).await {
                     Ok((true, _)) => return None,
                     Ok((false, _)) => {}
                     Err(e) => warn!(error = %e, "could not put the execution back in its queue"),
@@ -62,7 +64,7 @@ impl Executor {
         if let Some(until) = self.account_held().await {
             // The account is at its limit: starting now would hit it again.
             info!(%until, "the account is held; parking the run until then");
-            return self.park(execution, publisher, until, execution.message_count).await;
+            return self.park(execution, publisher, until, execution.message_count, None).await;
         }
         match db::executions::mark_running(&inner.db, execution.id).await {
             Ok(true) => {}
@@ -144,7 +146,8 @@ impl Executor {
             if let Err(e) = db::holds::hold(&inner.db, until, reason).await {
                 warn!(error = %e, "could not hold the account's other runs");
             }
-            return self.park(execution, publisher, until, recorded.message_count).await;
+            let cost = end.result.as_ref().and_then(|r| r.total_cost_usd);
+            return self.park(execution, publisher, until, recorded.message_count, cost).await;
         }
         self.finish(execution, publisher, finish).await
     }
@@ -186,8 +189,9 @@ impl Executor {
         publisher: Publisher,
         until: chrono::DateTime<chrono::Utc>,
         stored: i64,
+        cost: Option<f64>,
     ) -> Option<db::executions::Status> {
-        match db::executions::park(&self.inner.db, execution.id, until).await {
+        match db::executions::park(&self.inner.db, execution.id, execution.session_id, until, cost).await {
             Ok(true) => {}
             // Finished (cancelled) meanwhile.
             Ok(false) => return None,
@@ -226,6 +230,9 @@ impl Executor {
 
     /// Takes a parked execution that is due, and runs it on this server.
     pub(super) async fn resume_due(&self, id: Uuid) -> AppResult<bool> {
+        if self.inner.shutdown.is_cancelled() {
+            return Ok(false);
+        }
         let now = chrono::Utc::now();
         let Some(execution) = db::executions::take_due(&self.inner.db, id, &self.inner.replica_id, now).await? else {
             return Ok(false);

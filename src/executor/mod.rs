@@ -89,6 +89,9 @@ pub struct StartRequest {
     pub idempotency_key: Option<String>,
     /// What to do when the session runs another execution.
     pub if_busy: IfBusy,
+    /// Start a new session that continues a copy of this one's
+    /// conversation (`--resume … --fork-session`).
+    pub fork_session_id: Option<Uuid>,
 }
 
 /// What a start on a busy session does.

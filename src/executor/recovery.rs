@@ -25,6 +25,9 @@ impl Executor {
     /// Resumes the parked executions that are due (their server stopped,
     /// or parked them on another replica).
     pub async fn resume_overdue(&self) -> AppResult<usize> {
+        if self.inner.shutdown.is_cancelled() {
+            return Ok(0);
+        }
         let now = chrono::Utc::now();
         let mut resumed = 0;
         for (id, at) in db::executions::parked(&self.inner.db).await? {
@@ -38,6 +41,10 @@ impl Executor {
     /// Launches the next queued execution of every free session (a server
     /// stopped before it could, or a queued start raced a run's end).
     pub async fn take_waiting(&self) -> AppResult<usize> {
+        // A stopping server leaves them to the next one.
+        if self.inner.shutdown.is_cancelled() {
+            return Ok(0);
+        }
         let sessions = db::queue::waiting_sessions(&self.inner.db).await?;
         let mut launched = 0;
         for session_id in sessions {
@@ -128,7 +135,7 @@ impl Executor {
         let db = &self.inner.db;
         let me = Some(self.inner.replica_id.as_str());
         if e.started_at.is_none() {
-            if let (true, next) = db::queue::requeue(db, e.id, e.session_id, me).await? {
+            if let (true, next) = db::queue::requeue(db, e, me).await? {
                 if let Some(next) = next {
                     self.launch(next);
                 }

@@ -23,6 +23,10 @@ pub struct StartExecutionInput {
     /// Continue this session (Claude is started with `--resume`); without
     /// it a new session is created.
     pub session_id: Option<ID>,
+    /// Fork this session: a new session continues a copy of its
+    /// conversation so far (`--resume … --fork-session`), and the original
+    /// stays as it is. In the same workspace; not with `sessionId`.
+    pub fork_session_id: Option<ID>,
     pub prompt: String,
     pub system_prompt: Option<String>,
     pub append_system_prompt: Option<String>,
@@ -254,6 +258,10 @@ pub fn start_request(policy: &ToolPolicy, input: StartExecutionInput, header: Op
     let workspace_id = parse_id(&input.workspace_id, "workspaceId")?;
     let idempotency_key = idempotency_key(input.idempotency_key.as_deref(), header)?;
     let session_id = input.session_id.as_ref().map(|id| parse_id(id, "sessionId")).transpose()?;
+    let fork_session_id = input.fork_session_id.as_ref().map(|id| parse_id(id, "forkSessionId")).transpose()?;
+    if session_id.is_some() && fork_session_id.is_some() {
+        return Err(AppError::bad_input("forkSessionId", "give `sessionId` or `forkSessionId`, not both"));
+    }
     // NUL cannot be stored (PostgreSQL text) nor passed in argv.
     no_nul("prompt", &input.prompt)?;
     for (field, value) in [
@@ -326,6 +334,7 @@ pub fn start_request(policy: &ToolPolicy, input: StartExecutionInput, header: Op
         metadata: input.metadata.map(|m| m.0),
         idempotency_key,
         if_busy: input.if_busy.map(Into::into).unwrap_or_default(),
+        fork_session_id,
     })
 }
 

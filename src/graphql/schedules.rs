@@ -63,6 +63,7 @@ impl ScheduleMutation {
         let start = StartExecutionInput {
             workspace_id: input.workspace_id,
             session_id: None,
+            fork_session_id: None,
             prompt: input.prompt,
             system_prompt: input.system_prompt,
             append_system_prompt: input.append_system_prompt,

@@ -103,10 +103,30 @@ impl AllowList {
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => public_v4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+        IpAddr::V6(v6) => match embedded_v4(v6) {
             Some(v4) => public_v4(v4),
             None => public_v6(v6),
         },
+    }
+}
+
+/// The IPv4 address an IPv6 one carries to reach it (mapped, compatible,
+/// translated, NAT64, 6to4): what it really reaches.
+fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = ip.segments();
+    let last_32 = || Ipv4Addr::from(((s[6] as u32) << 16) | s[7] as u32);
+    match s {
+        // ::ffff:a.b.c.d, and ::a.b.c.d (but not :: and ::1).
+        [0, 0, 0, 0, 0, 0xffff, _, _] => Some(last_32()),
+        [0, 0, 0, 0, 0, 0, _, _] if !(s[6] == 0 && s[7] <= 1) => Some(last_32()),
+        // ::ffff:0:a.b.c.d (translated).
+        [0, 0, 0, 0, 0xffff, 0, _, _] => Some(last_32()),
+        // NAT64: 64:ff9b::/96 and 64:ff9b:1::/48.
+        [0x64, 0xff9b, 0, 0, 0, 0, _, _] => Some(last_32()),
+        [0x64, 0xff9b, 1, ..] => Some(last_32()),
+        // 6to4: 2002:a.b.c.d::/48.
+        [0x2002, hi, lo, ..] => Some(Ipv4Addr::from(((hi as u32) << 16) | lo as u32)),
+        _ => None,
     }
 }
 
@@ -124,7 +144,9 @@ fn public_v4(ip: Ipv4Addr) -> bool {
         // Shared address space (carrier-grade NAT).
         || (a == 100 && (64..128).contains(&b))
         // Benchmarking.
-        || (a == 198 && (b == 18 || b == 19)))
+        || (a == 198 && (b == 18 || b == 19))
+        // IETF protocol assignments.
+        || (a == 192 && b == 0 && ip.octets()[2] == 0))
 }
 
 fn public_v6(ip: Ipv6Addr) -> bool {
@@ -132,9 +154,13 @@ fn public_v6(ip: Ipv6Addr) -> bool {
     !(ip.is_loopback()
         || ip.is_unspecified()
         || ip.is_multicast()
-        // Unique local (fc00::/7) and link-local (fe80::/10).
+        // Unique local (fc00::/7), link-local (fe80::/10), site-local
+        // (fec0::/10).
         || (first & 0xfe00) == 0xfc00
         || (first & 0xffc0) == 0xfe80
+        || (first & 0xffc0) == 0xfec0
+        // Teredo (2001::/32): tunnels to an address it hides.
+        || (first == 0x2001 && ip.segments()[1] == 0)
         // Documentation.
         || first == 0x2001 && ip.segments()[1] == 0x0db8)
 }
@@ -161,10 +187,21 @@ mod tests {
             "fe80::1",
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
+            "64:ff9b::a00:5",
+            "64:ff9b:1::7f00:1",
+            "2002:a00:1::1",
+            "2002:7f00:1::",
+            "::7f00:1",
+            "::ffff:0:a00:1",
+            "fec0::1",
+            "2001:0:4136:e378::1",
+            "192.0.0.8",
         ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip}");
         }
-        for ip in ["93.184.216.34", "1.1.1.1", "2606:4700::1111", "::ffff:1.1.1.1"] {
+        for ip in
+            ["93.184.216.34", "1.1.1.1", "2606:4700::1111", "::ffff:1.1.1.1", "64:ff9b::101:101", "2002:101:101::1"]
+        {
             assert!(is_public(ip.parse().unwrap()), "{ip}");
         }
     }

@@ -93,7 +93,13 @@ impl Sender {
 
     /// One attempt, recorded.
     async fn send(&self, delivery: webhook_delivery::Model, hook: webhook::Model) {
-        let attempt = match self.post(&delivery, &hook).await {
+        // The whole attempt, name lookup included, has the time limit: an
+        // endpoint (or its DNS) that never answers holds up no one long.
+        let limit = self.config.timeout + Duration::from_secs(1);
+        let posted = tokio::time::timeout(limit, self.post(&delivery, &hook))
+            .await
+            .unwrap_or_else(|_| Err(SendError::Failed { status_code: None, error: "no answer in time".into() }));
+        let attempt = match posted {
             Ok(status_code) => {
                 info!(delivery = %delivery.id, webhook = %hook.id, status_code, "webhook delivered");
                 Attempt::Delivered { status_code }
@@ -133,6 +139,8 @@ impl Sender {
         // Sent to the addresses just checked, and never redirected elsewhere.
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy would resolve the name again, itself.
+            .no_proxy()
             .timeout(self.config.timeout)
             .resolve_to_addrs(&host, &addrs)
             .build()

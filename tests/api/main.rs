@@ -11,6 +11,7 @@ mod budgets;
 mod client_ts;
 mod dashboard;
 mod failures;
+mod forks;
 mod fuzz;
 mod http;
 mod idempotency;

@@ -84,6 +84,32 @@ async fn a_plain_answer_and_a_resumed_session() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forked_session_continues_a_copy_under_its_own_id() {
+    let api = MockApi::start(vec![Reply::Text("The first way.".into()), Reply::Text("Another way.".into())]).await;
+    let Some(app) = app_with(&api).await else { return };
+    let (workspace, _) = app.workspace().await;
+    let (first, session) = app.start(json!({ "workspaceId": workspace, "prompt": "Pick a way" })).await;
+    let original = app.wait_finished(&first).await["session"]["claudeSessionId"].as_str().unwrap().to_owned();
+    let forked = app
+        .ok(
+            "mutation($i: StartExecutionInput!) { startExecution(input: $i) { execution { id } session { id } } }",
+            json!({ "i": { "workspaceId": workspace, "forkSessionId": session, "prompt": "Try another" } }),
+        )
+        .await;
+    let execution = forked["startExecution"]["execution"]["id"].as_str().unwrap();
+    let done = app.wait_finished(execution).await;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    let fork_id = done["session"]["claudeSessionId"].as_str().unwrap();
+    assert_ne!(fork_id, original, "the CLI gave the fork a new session id");
+    // The API saw the first conversation, continued.
+    let last = api.requests().last().cloned().unwrap();
+    assert!(last.to_string().contains("Pick a way") && last.to_string().contains("The first way."), "{last}");
+    let original_now =
+        app.ok("query($id: ID!) { session(id: $id) { claudeSessionId } }", json!({ "id": session })).await;
+    assert_eq!(original_now["session"]["claudeSessionId"], original.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bash_call_approved_and_one_denied_through_graphql() {
     let touch = || Reply::Tool {
         name: "Bash".into(),

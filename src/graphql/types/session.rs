@@ -63,6 +63,13 @@ impl Session {
         self.0.claude_session_id.as_deref()
     }
 
+    /// The session this one was forked from (`startExecution` with
+    /// `forkSessionId`), while it exists.
+    async fn forked_from(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Session>> {
+        let Some(id) = self.0.forked_from_id else { return Ok(None) };
+        Ok(loaders(ctx)?.sessions.load_one(id).await.map_err(load_error).gql()?.map(Session))
+    }
+
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
