@@ -2,6 +2,7 @@
 //! the server's `db` module).
 
 pub mod account_hold;
+pub mod agent_profile;
 pub mod execution;
 pub mod idempotency_key;
 pub mod message;

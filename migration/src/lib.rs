@@ -16,6 +16,7 @@ mod m20261201_000011_workspace_budget;
 mod m20261201_000012_webhooks;
 mod m20261201_000013_schedules;
 mod m20261201_000014_session_forks;
+mod m20261201_000015_agent_profiles;
 
 pub struct Migrator;
 
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000012_webhooks::Migration),
             Box::new(m20261201_000013_schedules::Migration),
             Box::new(m20261201_000014_session_forks::Migration),
+            Box::new(m20261201_000015_agent_profiles::Migration),
         ]
     }
 }

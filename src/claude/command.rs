@@ -35,6 +35,24 @@ pub struct RunOptions {
     pub include_partial_messages: bool,
 }
 
+impl RunOptions {
+    /// These options, with `defaults` (an agent profile's) where these
+    /// say nothing.
+    pub fn or(self, defaults: RunOptions) -> RunOptions {
+        RunOptions {
+            system_prompt: self.system_prompt.or(defaults.system_prompt),
+            append_system_prompt: self.append_system_prompt.or(defaults.append_system_prompt),
+            max_turns: self.max_turns.or(defaults.max_turns),
+            allowed_tools: self.allowed_tools.or(defaults.allowed_tools),
+            model: self.model.or(defaults.model),
+            permission_mode: self.permission_mode.or(defaults.permission_mode),
+            max_budget_usd: self.max_budget_usd.or(defaults.max_budget_usd),
+            require_approval: self.require_approval.or(defaults.require_approval),
+            include_partial_messages: self.include_partial_messages,
+        }
+    }
+}
+
 /// One `claude` invocation, ready to spawn.
 #[derive(Debug, Clone)]
 pub struct ClaudeCommand {

@@ -9,6 +9,7 @@ pub mod holds;
 pub mod idempotency;
 pub mod messages;
 pub mod permissions;
+pub mod profiles;
 pub mod queue;
 pub mod removal;
 pub mod replicas;

@@ -6,6 +6,7 @@ pub mod limits;
 pub mod loaders;
 pub mod management;
 pub mod mutation;
+pub mod profiles;
 pub mod query;
 pub mod schedules;
 pub mod subscription;

@@ -58,6 +58,9 @@ pub struct StartExecutionInput {
     /// What happens when `sessionId` names a session that runs another
     /// execution. Default QUEUE.
     pub if_busy: Option<IfSessionBusy>,
+    /// An agent profile's name (the workspace's, else yours): its options
+    /// apply where this input gives none.
+    pub profile: Option<String>,
 }
 
 /// What a start does when its session runs another execution.
@@ -118,7 +121,8 @@ pub struct SendMessagePayload {
 }
 
 /// The mutations: runs (here), workspaces and sessions (`management`),
-/// webhooks (`webhooks`), schedules (`schedules`).
+/// webhooks (`webhooks`), schedules (`schedules`), agent profiles
+/// (`profiles`).
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
 pub struct MutationRoot(
@@ -126,6 +130,7 @@ pub struct MutationRoot(
     RunMutation,
     super::webhooks::WebhookMutation,
     super::schedules::ScheduleMutation,
+    super::profiles::ProfileMutation,
 );
 
 #[derive(Default)]
@@ -144,7 +149,11 @@ impl RunMutation {
     ) -> async_graphql::Result<StartExecutionPayload> {
         let state = state(ctx)?;
         let header = ctx.data_opt::<IdempotencyKeyHeader>().map(|h| h.0.as_str());
-        let request = start_request(state.executor.policy(), input, header).gql()?;
+        let profile = input.profile.clone();
+        let mut request = start_request(state.executor.policy(), input, header).gql()?;
+        if let Some(name) = profile {
+            request.options = with_profile(state, &viewer(ctx)?.sub, &request, &name).await.gql()?;
+        }
         let started = state.executor.start(&viewer(ctx)?.sub, request).await.gql()?;
         Ok(StartExecutionPayload {
             execution: Execution(started.execution),
@@ -336,6 +345,31 @@ pub fn start_request(policy: &ToolPolicy, input: StartExecutionInput, header: Op
         if_busy: input.if_busy.map(Into::into).unwrap_or_default(),
         fork_session_id,
     })
+}
+
+/// The start's options over those of the agent profile `name`, checked
+/// against what the server lets clients grant (now, not when the profile
+/// was made).
+async fn with_profile(
+    state: &crate::state::AppState,
+    owner: &str,
+    request: &StartRequest,
+    name: &str,
+) -> AppResult<RunOptions> {
+    let profile = db::profiles::named(&state.db, owner, request.workspace_id, name)
+        .await?
+        .ok_or_else(|| AppError::bad_input("profile", format!("you have no agent profile named `{name}` here")))?;
+    let defaults: RunOptions = serde_json::from_value(profile.options)
+        .map_err(|e| AppError::Internal(format!("the stored profile options: {e}")))?;
+    let options = request.options.clone().or(defaults);
+    let policy = state.executor.policy();
+    if let Some(tools) = &options.allowed_tools {
+        policy.check_allowed_tools(tools).map_err(|why| AppError::bad_input("profile", why))?;
+    }
+    if let Some(mode) = &options.permission_mode {
+        policy.check_mode(mode).map_err(|why| AppError::bad_input("profile", why))?;
+    }
+    Ok(options)
 }
 
 /// The start's idempotency key: the input's, or the header's; both may be

@@ -33,6 +33,18 @@ impl QueryRoot {
         Ok(rows.into_iter().map(super::types::schedule::Schedule).collect())
     }
 
+    /// Your agent profiles: those for all your workspaces, and, with
+    /// `workspaceId`, that workspace's (all of them without it).
+    async fn agent_profiles(
+        &self,
+        ctx: &Context<'_>,
+        workspace_id: Option<ID>,
+    ) -> async_graphql::Result<Vec<super::types::profile::AgentProfile>> {
+        let workspace = workspace_id.as_ref().map(|id| parse_id(id, "workspaceId")).transpose().gql()?;
+        let rows = db::profiles::list(&state(ctx)?.db, &viewer(ctx)?.sub, workspace).await.gql()?;
+        Ok(rows.into_iter().map(super::types::profile::AgentProfile).collect())
+    }
+
     /// Your webhooks, oldest first.
     async fn webhooks(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<super::types::webhook::Webhook>> {
         let rows = db::webhooks::list(&state(ctx)?.db, &viewer(ctx)?.sub).await.gql()?;

@@ -77,6 +77,7 @@ impl ScheduleMutation {
             metadata: None,
             idempotency_key: None,
             if_busy: None,
+            profile: None,
         };
         let request = start_request(state.executor.policy(), start, None).gql()?;
         db::workspaces::get(&state.db, owner, request.workspace_id)

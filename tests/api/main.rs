@@ -20,6 +20,7 @@ mod interactive;
 mod lifecycle;
 mod parking;
 mod pipeline;
+mod profiles;
 mod queue;
 mod reliability;
 mod replicas;

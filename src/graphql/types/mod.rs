@@ -8,6 +8,7 @@ mod json;
 pub mod message;
 pub mod node;
 pub mod permission;
+pub mod profile;
 pub mod schedule;
 mod session;
 pub mod webhook;
