@@ -77,6 +77,47 @@ pub enum IfSessionBusy {
     Interrupt,
 }
 
+/// The start options a schedule or an agent profile holds (the fields of
+/// StartExecutionInput of the same names).
+#[derive(InputObject)]
+pub struct RunOptionsInput {
+    pub system_prompt: Option<String>,
+    pub append_system_prompt: Option<String>,
+    pub max_turns: Option<i32>,
+    pub allowed_tools: Option<Vec<String>>,
+    pub model: Option<String>,
+    pub permission_mode: Option<String>,
+    pub max_budget_usd: Option<f64>,
+    pub require_approval: Option<bool>,
+}
+
+impl RunOptionsInput {
+    /// A start in `workspace_id` of `prompt` with these options, checked as
+    /// startExecution checks one.
+    pub fn start(self, policy: &ToolPolicy, workspace_id: ID, prompt: String) -> AppResult<StartRequest> {
+        let input = StartExecutionInput {
+            workspace_id,
+            session_id: None,
+            fork_session_id: None,
+            prompt,
+            system_prompt: self.system_prompt,
+            append_system_prompt: self.append_system_prompt,
+            max_turns: self.max_turns,
+            allowed_tools: self.allowed_tools,
+            model: self.model,
+            permission_mode: self.permission_mode,
+            max_budget_usd: self.max_budget_usd,
+            require_approval: self.require_approval,
+            include_partial_messages: None,
+            metadata: None,
+            idempotency_key: None,
+            if_busy: None,
+            profile: None,
+        };
+        start_request(policy, input, None)
+    }
+}
+
 /// The new execution and its session.
 #[derive(SimpleObject)]
 pub struct StartExecutionPayload {
@@ -263,7 +304,7 @@ impl RunMutation {
 }
 
 /// Checks every field of a start request.
-pub fn start_request(policy: &ToolPolicy, input: StartExecutionInput, header: Option<&str>) -> AppResult<StartRequest> {
+fn start_request(policy: &ToolPolicy, input: StartExecutionInput, header: Option<&str>) -> AppResult<StartRequest> {
     let workspace_id = parse_id(&input.workspace_id, "workspaceId")?;
     let idempotency_key = idempotency_key(input.idempotency_key.as_deref(), header)?;
     let session_id = input.session_id.as_ref().map(|id| parse_id(id, "sessionId")).transpose()?;

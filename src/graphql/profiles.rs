@@ -4,7 +4,7 @@
 use async_graphql::{Context, InputObject, Object, ID};
 
 use super::management::DeletePayload;
-use super::mutation::{start_request, StartExecutionInput, MAX_NAME};
+use super::mutation::{RunOptionsInput, MAX_NAME};
 use super::types::{parse_id, profile::AgentProfile, state, viewer};
 use crate::{
     db,
@@ -21,14 +21,8 @@ pub struct CreateAgentProfileInput {
     pub name: String,
     /// Only in this workspace; in all of yours when not given.
     pub workspace_id: Option<ID>,
-    pub system_prompt: Option<String>,
-    pub append_system_prompt: Option<String>,
-    pub max_turns: Option<i32>,
-    pub allowed_tools: Option<Vec<String>>,
-    pub model: Option<String>,
-    pub permission_mode: Option<String>,
-    pub max_budget_usd: Option<f64>,
-    pub require_approval: Option<bool>,
+    #[graphql(flatten)]
+    pub options: RunOptionsInput,
 }
 
 #[derive(Default)]
@@ -57,27 +51,10 @@ impl ProfileMutation {
             }
             None => None,
         };
-        // The options, checked as startExecution checks a start's.
-        let start = StartExecutionInput {
-            workspace_id: ID(uuid::Uuid::nil().to_string()),
-            session_id: None,
-            fork_session_id: None,
-            prompt: name.clone(),
-            system_prompt: input.system_prompt,
-            append_system_prompt: input.append_system_prompt,
-            max_turns: input.max_turns,
-            allowed_tools: input.allowed_tools,
-            model: input.model,
-            permission_mode: input.permission_mode,
-            max_budget_usd: input.max_budget_usd,
-            require_approval: input.require_approval,
-            include_partial_messages: None,
-            metadata: None,
-            idempotency_key: None,
-            if_busy: None,
-            profile: None,
-        };
-        let options = start_request(state.executor.policy(), start, None).gql()?.options;
+        // The options, checked as startExecution checks a start's (of
+        // some prompt, in some workspace: only the options are kept).
+        let start = input.options.start(state.executor.policy(), ID(uuid::Uuid::nil().to_string()), name.clone());
+        let options = start.gql()?.options;
         let options = serde_json::to_value(&options).map_err(|e| AppError::Internal(e.to_string())).gql()?;
         if db::profiles::list(&state.db, owner, None).await.gql()?.len() >= MAX_PROFILES {
             let message = format!("at most {MAX_PROFILES} agent profiles per user");

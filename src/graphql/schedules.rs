@@ -4,7 +4,7 @@ use async_graphql::{Context, InputObject, Object, ID};
 use chrono::Utc;
 
 use super::management::DeletePayload;
-use super::mutation::{start_request, StartExecutionInput, MAX_NAME};
+use super::mutation::{RunOptionsInput, MAX_NAME};
 use super::types::{parse_id, schedule::Schedule, state, viewer};
 use crate::{
     db,
@@ -30,14 +30,8 @@ pub struct CreateScheduleInput {
     /// Continue one session across occurrences (default false: a new
     /// session each time).
     pub same_session: Option<bool>,
-    pub system_prompt: Option<String>,
-    pub append_system_prompt: Option<String>,
-    pub max_turns: Option<i32>,
-    pub allowed_tools: Option<Vec<String>>,
-    pub model: Option<String>,
-    pub permission_mode: Option<String>,
-    pub max_budget_usd: Option<f64>,
-    pub require_approval: Option<bool>,
+    #[graphql(flatten)]
+    pub options: RunOptionsInput,
 }
 
 #[derive(Default)]
@@ -60,26 +54,7 @@ impl ScheduleMutation {
         let cron = input.cron.trim().to_owned();
         let same_session = input.same_session.unwrap_or(false);
         // The start it makes, checked as startExecution checks one.
-        let start = StartExecutionInput {
-            workspace_id: input.workspace_id,
-            session_id: None,
-            fork_session_id: None,
-            prompt: input.prompt,
-            system_prompt: input.system_prompt,
-            append_system_prompt: input.append_system_prompt,
-            max_turns: input.max_turns,
-            allowed_tools: input.allowed_tools,
-            model: input.model,
-            permission_mode: input.permission_mode,
-            max_budget_usd: input.max_budget_usd,
-            require_approval: input.require_approval,
-            include_partial_messages: None,
-            metadata: None,
-            idempotency_key: None,
-            if_busy: None,
-            profile: None,
-        };
-        let request = start_request(state.executor.policy(), start, None).gql()?;
+        let request = input.options.start(state.executor.policy(), input.workspace_id, input.prompt).gql()?;
         db::workspaces::get(&state.db, owner, request.workspace_id)
             .await
             .gql()?
