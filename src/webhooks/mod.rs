@@ -20,6 +20,8 @@ pub use address::AllowList;
 
 /// Deliveries taken at once.
 const BATCH: u64 = 16;
+/// Attempts in flight at once on one server.
+const IN_FLIGHT: usize = 64;
 /// How often the outbox is looked at when it was empty.
 const POLL: Duration = Duration::from_millis(250);
 /// The longest wait between two attempts.
@@ -62,31 +64,36 @@ impl Sender {
         // A claim outlasts an attempt, so no other server takes it meanwhile.
         let claim = chrono::TimeDelta::from_std(this.config.timeout * 2 + Duration::from_secs(10))
             .unwrap_or(chrono::TimeDelta::minutes(1));
+        // Attempts in flight, each on its own: a slow endpoint holds up no
+        // other delivery. The set owns them; stopping drops (aborts) them.
+        let mut sends = JoinSet::new();
         loop {
-            let due = match db::webhooks::claim_due(&this.db, chrono::Utc::now(), claim, BATCH).await {
-                Ok(due) => due,
-                Err(e) => {
-                    warn!(error = %e, "could not read the webhook outbox");
-                    Vec::new()
-                }
+            while sends.try_join_next().is_some() {}
+            let room = IN_FLIGHT.saturating_sub(sends.len()) as u64;
+            let due = match room {
+                0 => Vec::new(),
+                _ => match db::webhooks::claim_due(&this.db, chrono::Utc::now(), claim, room.min(BATCH)).await {
+                    Ok(due) => due,
+                    Err(e) => {
+                        warn!(error = %e, "could not read the webhook outbox");
+                        Vec::new()
+                    }
+                },
             };
             let idle = due.is_empty();
-            // At once: a slow endpoint does not hold up the others. The set
-            // owns the attempts; stopping drops (aborts) them.
-            let mut sends = JoinSet::new();
             for (delivery, hook) in due {
                 let this = this.clone();
                 sends.spawn(async move { this.send(delivery, hook).await });
             }
-            tokio::select! {
-                _ = async { while sends.join_next().await.is_some() {} } => {}
-                _ = stop.cancelled() => return,
-            }
             if idle {
                 tokio::select! {
                     _ = tokio::time::sleep(POLL) => {}
+                    // One ended: there is room again.
+                    Some(_) = sends.join_next(), if room == 0 => {}
                     _ = stop.cancelled() => return,
                 }
+            } else if stop.is_cancelled() {
+                return;
             }
         }
     }
