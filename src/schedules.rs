@@ -107,10 +107,7 @@ impl Scheduler {
             .and_then(|p| p.next_after(Utc::now().max(occurrence)));
         let options: crate::claude::RunOptions = serde_json::from_value(schedule.options.clone()).unwrap_or_default();
         // What the server lets clients grant may have changed since.
-        let policy = self.executor.policy();
-        let allowed = options.allowed_tools.as_deref().map_or(Ok(()), |tools| policy.check_allowed_tools(tools));
-        let mode = options.permission_mode.as_deref().map_or(Ok(()), |mode| policy.check_mode(mode));
-        if let Err(why) = allowed.and(mode) {
+        if let Err(why) = self.executor.policy().check_options(&options) {
             let fired = Fired { occurrence, next, started: Err(why), session_id: None };
             db::schedules::advance(&self.db, schedule.id, fired).await?;
             return Ok(());

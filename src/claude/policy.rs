@@ -53,6 +53,15 @@ impl ToolPolicy {
         Ok(())
     }
 
+    /// Checks the tools and permission mode of stored start options (a
+    /// schedule's, an agent profile's) against the limits as they are now.
+    pub fn check_options(&self, options: &super::RunOptions) -> Result<(), String> {
+        if let Some(tools) = &options.allowed_tools {
+            self.check_allowed_tools(tools)?;
+        }
+        options.permission_mode.as_deref().map_or(Ok(()), |mode| self.check_mode(mode))
+    }
+
     /// Whether a client may ask for this permission mode.
     pub fn check_mode(&self, mode: &str) -> Result<(), String> {
         if PERMISSION_MODES.contains(&mode) || (mode == BYPASS && self.allow_bypass) {

@@ -58,9 +58,13 @@ pub async fn named(
     name: &str,
 ) -> DbResult<Option<agent_profile::Model>> {
     let found = list(db, owner, Some(workspace_id)).await?;
-    let mut named = found.into_iter().filter(|p| p.name == name);
-    let (here, everywhere): (Vec<_>, Vec<_>) = named.by_ref().partition(|p| p.workspace_id.is_some());
-    Ok(here.into_iter().next().or_else(|| everywhere.into_iter().next()))
+    Ok(found.into_iter().filter(|p| p.name == name).max_by_key(|p| p.workspace_id.is_some()))
+}
+
+/// How many profiles the owner has.
+pub async fn count(db: &impl ConnectionTrait, owner: &str) -> DbResult<u64> {
+    use sea_orm::PaginatorTrait;
+    Ok(agent_profile::Entity::find().filter(agent_profile::Column::Owner.eq(owner)).count(db).await?)
 }
 
 /// Deletes the owner's profile; false if there is none.

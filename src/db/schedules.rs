@@ -56,6 +56,12 @@ pub async fn list(
     Ok(query.order_by_asc(schedule::Column::Id).all(db).await?)
 }
 
+/// How many schedules the owner has.
+pub async fn count(db: &impl ConnectionTrait, owner: &str) -> DbResult<u64> {
+    use sea_orm::PaginatorTrait;
+    Ok(schedule::Entity::find().filter(schedule::Column::Owner.eq(owner)).count(db).await?)
+}
+
 pub async fn get(db: &impl ConnectionTrait, owner: &str, id: Uuid) -> DbResult<Option<schedule::Model>> {
     Ok(schedule::Entity::find_by_id(id).filter(schedule::Column::Owner.eq(owner)).one(db).await?)
 }

@@ -170,13 +170,26 @@ async fn remove(ctx: &Context<'_>, target: Target) -> AppResult<()> {
 }
 
 /// A name or title: trimmed, 1 to MAX_NAME bytes, no NUL.
-fn checked_name<'a>(field: &str, value: &'a str) -> AppResult<&'a str> {
+pub(super) fn checked_name<'a>(field: &str, value: &'a str) -> AppResult<&'a str> {
     no_nul(field, value)?;
     let trimmed = value.trim();
     if trimmed.is_empty() || trimmed.len() > MAX_NAME {
         return Err(AppError::bad_input(field, format!("`{field}` must be 1 to {MAX_NAME} characters")));
     }
     Ok(trimmed)
+}
+
+/// The owner's workspace `id` names, if one is named (NOT_FOUND if it is
+/// not the owner's).
+pub(super) async fn owned_workspace_id(
+    db: &sea_orm::DatabaseConnection,
+    owner: &str,
+    id: Option<&ID>,
+) -> AppResult<Option<uuid::Uuid>> {
+    let Some(id) = id else { return Ok(None) };
+    let id = parse_id(id, "workspaceId")?;
+    db::workspaces::get(db, owner, id).await?.ok_or(AppError::NotFound("workspace"))?;
+    Ok(Some(id))
 }
 
 /// A budget is a positive amount of US dollars.

@@ -403,13 +403,7 @@ async fn with_profile(
     let defaults: RunOptions = serde_json::from_value(profile.options)
         .map_err(|e| AppError::Internal(format!("the stored profile options: {e}")))?;
     let options = request.options.clone().or(defaults);
-    let policy = state.executor.policy();
-    if let Some(tools) = &options.allowed_tools {
-        policy.check_allowed_tools(tools).map_err(|why| AppError::bad_input("profile", why))?;
-    }
-    if let Some(mode) = &options.permission_mode {
-        policy.check_mode(mode).map_err(|why| AppError::bad_input("profile", why))?;
-    }
+    state.executor.policy().check_options(&options).map_err(|why| AppError::bad_input("profile", why))?;
     Ok(options)
 }
 

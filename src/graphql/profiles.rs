@@ -3,8 +3,8 @@
 
 use async_graphql::{Context, InputObject, Object, ID};
 
-use super::management::DeletePayload;
-use super::mutation::{RunOptionsInput, MAX_NAME};
+use super::management::{checked_name, owned_workspace_id, DeletePayload};
+use super::mutation::RunOptionsInput;
 use super::types::{parse_id, profile::AgentProfile, state, viewer};
 use crate::{
     db,
@@ -12,7 +12,7 @@ use crate::{
 };
 
 /// Agent profiles one user may have.
-const MAX_PROFILES: usize = 100;
+const MAX_PROFILES: u64 = 100;
 
 /// A named set of start options.
 #[derive(InputObject)]
@@ -39,24 +39,14 @@ impl ProfileMutation {
     ) -> async_graphql::Result<AgentProfile> {
         let state = state(ctx)?;
         let owner = &viewer(ctx)?.sub;
-        let name = input.name.trim().to_owned();
-        if name.is_empty() || name.len() > MAX_NAME || name.contains('\0') {
-            return Err(AppError::bad_input("name", format!("`name` must be 1 to {MAX_NAME} bytes"))).gql();
-        }
-        let workspace_id = match &input.workspace_id {
-            Some(id) => {
-                let id = parse_id(id, "workspaceId").gql()?;
-                db::workspaces::get(&state.db, owner, id).await.gql()?.ok_or(AppError::NotFound("workspace")).gql()?;
-                Some(id)
-            }
-            None => None,
-        };
+        let name = checked_name("name", &input.name).gql()?.to_owned();
+        let workspace_id = owned_workspace_id(&state.db, owner, input.workspace_id.as_ref()).await.gql()?;
         // The options, checked as startExecution checks a start's (of
         // some prompt, in some workspace: only the options are kept).
         let start = input.options.start(state.executor.policy(), ID(uuid::Uuid::nil().to_string()), name.clone());
         let options = start.gql()?.options;
         let options = serde_json::to_value(&options).map_err(|e| AppError::Internal(e.to_string())).gql()?;
-        if db::profiles::list(&state.db, owner, None).await.gql()?.len() >= MAX_PROFILES {
+        if db::profiles::count(&state.db, owner).await.gql()? >= MAX_PROFILES {
             let message = format!("at most {MAX_PROFILES} agent profiles per user");
             return Err(AppError::RateLimited { message, retry_after_ms: 0 }).gql();
         }

@@ -3,8 +3,8 @@
 use async_graphql::{Context, InputObject, Object, ID};
 use chrono::Utc;
 
-use super::management::DeletePayload;
-use super::mutation::{RunOptionsInput, MAX_NAME};
+use super::management::{checked_name, DeletePayload};
+use super::mutation::RunOptionsInput;
 use super::types::{parse_id, schedule::Schedule, state, viewer};
 use crate::{
     db,
@@ -13,7 +13,7 @@ use crate::{
 };
 
 /// Schedules one user may have.
-const MAX_SCHEDULES: usize = 50;
+const MAX_SCHEDULES: u64 = 50;
 
 /// A prompt to start by a cron pattern.
 #[derive(InputObject)]
@@ -43,10 +43,7 @@ impl ScheduleMutation {
     async fn create_schedule(&self, ctx: &Context<'_>, input: CreateScheduleInput) -> async_graphql::Result<Schedule> {
         let state = state(ctx)?;
         let owner = &viewer(ctx)?.sub;
-        let name = input.name.trim().to_owned();
-        if name.is_empty() || name.len() > MAX_NAME || name.contains('\0') {
-            return Err(AppError::bad_input("name", format!("`name` must be 1 to {MAX_NAME} bytes"))).gql();
-        }
+        let name = checked_name("name", &input.name).gql()?.to_owned();
         let timezone = input.timezone.clone().unwrap_or_else(|| "UTC".into());
         let pattern = checked_pattern(&input.cron, &timezone, state.config.min_schedule_interval).gql()?;
         let next =
@@ -60,7 +57,7 @@ impl ScheduleMutation {
             .gql()?
             .ok_or(AppError::NotFound("workspace"))
             .gql()?;
-        if db::schedules::list(&state.db, owner, None).await.gql()?.len() >= MAX_SCHEDULES {
+        if db::schedules::count(&state.db, owner).await.gql()? >= MAX_SCHEDULES {
             let message = format!("at most {MAX_SCHEDULES} schedules per user");
             return Err(AppError::RateLimited { message, retry_after_ms: 0 }).gql();
         }

@@ -2,7 +2,7 @@
 
 use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
 
-use super::management::DeletePayload;
+use super::management::{owned_workspace_id, DeletePayload};
 use super::types::{parse_id, state, viewer, webhook::Webhook, webhook::WebhookEvent};
 use crate::{
     db,
@@ -61,14 +61,7 @@ impl WebhookMutation {
                 return Err(AppError::bad_input("url", why)).gql();
             }
         }
-        let workspace_id = match &input.workspace_id {
-            Some(id) => {
-                let id = parse_id(id, "workspaceId").gql()?;
-                db::workspaces::get(&state.db, owner, id).await.gql()?.ok_or(AppError::NotFound("workspace")).gql()?;
-                Some(id)
-            }
-            None => None,
-        };
+        let workspace_id = owned_workspace_id(&state.db, owner, input.workspace_id.as_ref()).await.gql()?;
         let mut events: Vec<&'static str> =
             input.events.unwrap_or(WebhookEvent::ALL.to_vec()).into_iter().map(WebhookEvent::name).collect();
         events.sort_unstable();
