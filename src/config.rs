@@ -232,6 +232,20 @@ pub struct Config {
     #[arg(long = "idempotency-key-ttl", env = "IDEMPOTENCY_KEY_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
     pub idempotency_key_ttl: Duration,
 
+    /// Largest attachment (image or document in a prompt). The model
+    /// itself reads images up to 5 MB.
+    #[arg(long = "attachment-max-bytes", env = "ATTACHMENT_MAX_BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub attachment_max_bytes: usize,
+
+    /// All of one user's attachments together.
+    #[arg(long = "attachment-quota-bytes", env = "ATTACHMENT_QUOTA_BYTES", default_value_t = 100 * 1024 * 1024)]
+    pub attachment_quota_bytes: u64,
+
+    /// How long an attachment is kept after its upload (or its last upload
+    /// of the same bytes); longer while a run that has not started uses it.
+    #[arg(long = "attachment-ttl", env = "ATTACHMENT_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub attachment_ttl: Duration,
+
     /// Park a run that hits a usage or rate limit (SCHEDULED) and resume
     /// it when the limit resets, instead of failing it (RATE_LIMITED).
     #[arg(long = "park-rate-limited", env = "PARK_RATE_LIMITED", default_value_t = true, action = clap::ArgAction::Set)]
@@ -297,6 +311,15 @@ pub struct Config {
 pub struct ConfigError(pub String);
 
 impl Config {
+    /// What the API accepts as attachments.
+    pub fn attachment_limits(&self) -> crate::attachments::Limits {
+        crate::attachments::Limits {
+            max_bytes: self.attachment_max_bytes,
+            quota_bytes: self.attachment_quota_bytes,
+            ttl: self.attachment_ttl,
+        }
+    }
+
     /// Replaces the secrets given as files (`--jwt-secret-file`,
     /// `--database-url-file`) by their contents, without the final newline.
     pub fn load_secret_files(&mut self) -> Result<(), ConfigError> {

@@ -2,6 +2,7 @@
 //! GraphQL API, and stream everything it does, persisted.
 
 pub mod app;
+pub mod attachments;
 pub mod claude;
 pub mod config;
 pub mod db;

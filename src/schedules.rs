@@ -115,7 +115,7 @@ impl Scheduler {
         let mut request = StartRequest {
             workspace_id: schedule.workspace_id,
             session_id: schedule.session_id.filter(|_| schedule.same_session),
-            prompt: schedule.prompt.clone(),
+            prompt: crate::attachments::Prompt::Text(schedule.prompt.clone()),
             options,
             metadata: Some(serde_json::json!({ "scheduleId": schedule.id, "occurrence": occurrence })),
             idempotency_key: Some(format!("schedule:{}:{}", schedule.id, occurrence.timestamp())),

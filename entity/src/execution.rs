@@ -11,6 +11,9 @@ pub struct Model {
     pub workspace_id: Uuid,
     pub status: ExecutionStatus,
     pub prompt: String,
+    /// The prompt's content blocks (text, and images or documents by
+    /// attachment id) when it was given as blocks; None for plain text.
+    pub content: Option<Json>,
     /// The start options (system prompt, model, max turns, ...) as given.
     pub options: Json,
     pub metadata: Option<Json>,

@@ -3,7 +3,9 @@
 
 pub mod account_hold;
 pub mod agent_profile;
+pub mod attachment;
 pub mod execution;
+pub mod execution_attachment;
 pub mod idempotency_key;
 pub mod message;
 pub mod permission_request;

@@ -17,6 +17,7 @@ mod m20261201_000012_webhooks;
 mod m20261201_000013_schedules;
 mod m20261201_000014_session_forks;
 mod m20261201_000015_agent_profiles;
+mod m20261201_000016_attachments;
 
 pub struct Migrator;
 
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000013_schedules::Migration),
             Box::new(m20261201_000014_session_forks::Migration),
             Box::new(m20261201_000015_agent_profiles::Migration),
+            Box::new(m20261201_000016_attachments::Migration),
         ]
     }
 }

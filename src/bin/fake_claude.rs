@@ -233,6 +233,34 @@ struct Incoming {
 
 /// Reads stdin to its end: user messages go to the main thread, control
 /// requests are answered at once.
+/// A user message's text; content blocks as their texts, and each image or
+/// document as `[image/png, N bytes]` (so a test sees what arrived).
+fn message_text(content: &Value) -> String {
+    let Some(blocks) = content.as_array() else {
+        return content.as_str().map(str::to_owned).unwrap_or_else(|| content.to_string());
+    };
+    let described: Vec<String> = blocks
+        .iter()
+        .map(|block| {
+            let source = &block["source"];
+            match (block["type"].as_str(), source["type"].as_str()) {
+                (Some("text"), _) => block["text"].as_str().unwrap_or_default().to_owned(),
+                (Some(kind @ ("image" | "document")), Some("base64")) => {
+                    use base64::Engine;
+                    let data = source["data"].as_str().unwrap_or_default();
+                    let size = base64::engine::general_purpose::STANDARD.decode(data).map_or(0, |b| b.len());
+                    format!("[{kind} {}, {size} bytes]", source["media_type"].as_str().unwrap_or("?"))
+                }
+                (Some("document"), Some("text")) => {
+                    format!("[document text/plain: {}]", source["data"].as_str().unwrap_or_default())
+                }
+                _ => format!("[{}]", block),
+            }
+        })
+        .collect();
+    described.join(" ")
+}
+
 fn read_stdin(out: Out, input: Arc<Input>, log: Arc<Log>, messages: std::sync::mpsc::Sender<Incoming>) {
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { break };
@@ -245,8 +273,7 @@ fn read_stdin(out: Out, input: Arc<Input>, log: Arc<Log>, messages: std::sync::m
             std::process::exit(1);
         };
         if v["type"] == "user" {
-            let content = &v["message"]["content"];
-            let text = content.as_str().map(str::to_owned).unwrap_or_else(|| content.to_string());
+            let text = message_text(&v["message"]["content"]);
             if v["priority"] == "now" && input.turns.load(Ordering::SeqCst) > 0 {
                 input.preempted.store(true, Ordering::SeqCst);
             }

@@ -174,12 +174,24 @@ pub fn resolve_bin(bin: &std::path::Path) -> Option<PathBuf> {
         .find(|candidate| executable(candidate))
 }
 
+/// What one user message to `claude` says: text, or content blocks as the
+/// Messages API takes them (text, image, document).
+#[derive(Debug, Clone, PartialEq)]
+pub enum UserContent {
+    Text(String),
+    Blocks(Vec<serde_json::Value>),
+}
+
 /// The stream-json user message that carries a prompt, with our own uuid;
 /// `now` replaces the running turn instead of queueing after it.
-pub fn user_message(prompt: &str, uuid: Uuid, now: bool) -> String {
+pub fn user_message(content: &UserContent, uuid: Uuid, now: bool) -> String {
+    let content = match content {
+        UserContent::Text(text) => json!(text),
+        UserContent::Blocks(blocks) => json!(blocks),
+    };
     let mut message = json!({
         "type": "user",
-        "message": { "role": "user", "content": prompt },
+        "message": { "role": "user", "content": content },
         "uuid": uuid.to_string(),
         "session_id": "",
         "parent_tool_use_id": null,
@@ -254,7 +266,7 @@ mod tests {
 
     #[test]
     fn user_message_is_one_json_line() {
-        let line = user_message("hi\nthere", Uuid::nil(), false);
+        let line = user_message(&UserContent::Text("hi\nthere".into()), Uuid::nil(), false);
         assert!(!line.contains('\n'));
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["message"]["content"], "hi\nthere");

@@ -9,7 +9,7 @@ pub mod runner;
 pub mod sandbox;
 pub mod stream;
 
-pub use command::{ClaudeCommand, RunOptions};
+pub use command::{ClaudeCommand, RunOptions, UserContent};
 pub use error::ClaudeError;
 pub use runner::{Outcome, RunCommand, RunEnd, Runner, StopReason};
 pub use stream::{Line, LineKind, ResultLine};

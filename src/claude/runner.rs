@@ -29,7 +29,7 @@ use tracing::{debug, warn};
 use uuid::Uuid;
 
 use super::{
-    command::{control_response, interrupt_request, user_message, ClaudeCommand},
+    command::{control_response, interrupt_request, user_message, ClaudeCommand, UserContent},
     stream::{Line, LineKind, ResultLine, STDERR},
     ClaudeError,
 };
@@ -48,7 +48,7 @@ pub enum RunCommand {
     Interrupt,
     /// A follow-up user message with our `uuid` (`now`: replace the running
     /// turn). Replies, if asked, once it is written, or with why it cannot be.
-    Message { text: String, uuid: Uuid, now: bool, reply: Option<oneshot::Sender<Result<Uuid, String>>> },
+    Message { content: UserContent, uuid: Uuid, now: bool, reply: Option<oneshot::Sender<Result<Uuid, String>>> },
     /// The answer to a permission prompt, as the `response` object the CLI
     /// expects (`{"behavior": "allow", ...}` or `{"behavior": "deny", ...}`).
     Answer { request_id: String, response: serde_json::Value },
@@ -145,7 +145,7 @@ impl Runner {
     pub async fn run(
         &self,
         cmd: &ClaudeCommand,
-        prompt: &str,
+        prompt: &UserContent,
         sink: mpsc::Sender<Line>,
         commands: mpsc::Receiver<RunCommand>,
         stop: StopHandle,
@@ -405,7 +405,7 @@ impl Process {
                 self.interrupt_deadline.get_or_insert(Instant::now() + self.grace);
                 self.send_line(interrupt_request(&format!("interrupt-{}", Uuid::new_v4())));
             }
-            RunCommand::Message { text, uuid, now, reply } => match &self.stdin {
+            RunCommand::Message { content, uuid, now, reply } => match &self.stdin {
                 None => {
                     if let Some(reply) = reply {
                         let _ = reply.send(Err("the run has ended its last turn".into()));
@@ -414,7 +414,7 @@ impl Process {
                 Some(stdin) => {
                     self.outstanding.insert(uuid.to_string());
                     // The writer replies once it is written, or why not.
-                    stdin.send(user_message(&text, uuid, now), reply.map(|r| (uuid, r)));
+                    stdin.send(user_message(&content, uuid, now), reply.map(|r| (uuid, r)));
                 }
             },
             RunCommand::Answer { request_id, response } => {

@@ -16,6 +16,8 @@ pub struct NewExecution {
     pub session_id: Uuid,
     pub workspace_id: Uuid,
     pub prompt: String,
+    /// The prompt's content blocks, when it has more than text.
+    pub content: Option<Json>,
     pub options: Json,
     pub metadata: Option<Json>,
     pub resumed_from: Option<String>,
@@ -30,6 +32,7 @@ pub async fn create(db: &impl ConnectionTrait, new: NewExecution) -> DbResult<ex
         workspace_id: Set(new.workspace_id),
         status: Set(Status::Pending),
         prompt: Set(new.prompt),
+        content: Set(new.content),
         options: Set(new.options),
         metadata: Set(new.metadata),
         claude_session_id: Set(None),

@@ -2,6 +2,7 @@
 //! `DatabaseConnection`. Entities are plain data (`entity` crate); every
 //! query the server makes lives here.
 
+pub mod attachments;
 pub mod batch;
 pub mod clock;
 pub mod executions;

@@ -22,7 +22,8 @@ pub const CANCEL_CHANNEL: &str = "claude_graphql_cancel";
 pub struct ForwardedMessage {
     pub execution_id: Uuid,
     pub message_id: Uuid,
-    pub text: String,
+    /// Text, or content blocks naming attachments.
+    pub text: crate::attachments::Prompt,
     /// Replaces the running turn.
     pub now: bool,
 }

@@ -1,6 +1,7 @@
 //! A start: checked, admitted (one user at a time), stored, spawned.
 
 use super::*;
+use crate::attachments;
 
 impl Executor {
     /// Creates the execution (and a session if none is given), queues it,
@@ -32,6 +33,10 @@ impl Executor {
         }
         let workspace =
             db::workspaces::get(db, owner, req.workspace_id).await?.ok_or(AppError::NotFound("workspace"))?;
+        attachments::check(db, owner, &req.prompt).await?;
+        // Read before the transaction: between its commit and the spawn
+        // nothing may wait.
+        let content = attachments::resolve(db, Some(owner), &req.prompt).await?;
         // The directory may have been swapped for a link since it was
         // registered (the runner refuses links again when it starts).
         self.inner.roots.check_registered(&workspace.path, owner)?;
@@ -113,7 +118,7 @@ impl Executor {
             }
             None => {
                 let forked_from = fork_of.as_ref().map(|(source, _)| *source);
-                db::sessions::create(&txn, workspace.id, execution_id, &req.prompt, forked_from).await?
+                db::sessions::create(&txn, workspace.id, execution_id, &req.prompt.text(), forked_from).await?
             }
         };
         let queued = queued_behind.is_some();
@@ -123,7 +128,8 @@ impl Executor {
                 id: execution_id,
                 session_id: session.id,
                 workspace_id: workspace.id,
-                prompt: req.prompt.clone(),
+                prompt: req.prompt.text(),
+                content: req.prompt.stored_blocks(),
                 options,
                 metadata: req.metadata,
                 // A queued execution resumes what the runs before it leave,
@@ -137,6 +143,7 @@ impl Executor {
             },
         )
         .await?;
+        db::attachments::link(&txn, execution.id, &req.prompt.attachment_ids()).await?;
         if let Some(key) = &req.idempotency_key {
             // The primary key settles what the lock did not: the start that
             // recorded the key first is the one that happened.
@@ -162,7 +169,7 @@ impl Executor {
         // and this future is dropped, the run still has its task.
         let mut command = self.command_for(&execution, &workspace, req.options, budget_left);
         command.fork = fork_of.is_some();
-        self.spawn_run(execution.clone(), command, req.prompt, publisher);
+        self.spawn_run(execution.clone(), command, content, publisher);
         let session = db::sessions::find(db, session.id).await?.unwrap_or(session);
         Ok(Started { execution, session, replayed: false })
     }

@@ -120,19 +120,21 @@ impl Executor {
 
     /// Sends a follow-up message to a running execution; returns the
     /// message's uuid (the `command_uuid` of its `command_lifecycle` lines).
-    pub async fn send_message(&self, owner: &str, id: Uuid, text: String, now: bool) -> AppResult<Uuid> {
+    pub async fn send_message(&self, owner: &str, id: Uuid, prompt: Prompt, now: bool) -> AppResult<Uuid> {
         let db = &self.inner.db;
         let execution = db::executions::get(db, owner, id).await?.ok_or(AppError::NotFound("execution"))?;
         let not_running = || AppError::bad_input("executionId", "the execution is not running");
         if execution.status != db::executions::Status::Running {
             return Err(not_running());
         }
+        crate::attachments::check(db, owner, &prompt).await?;
         let uuid = Uuid::new_v4();
         let handle = self.lock_runs().get(&id).cloned();
         let Some(handle) = handle else {
             // Another replica runs it: the message travels with the signal
-            // (its answer does not come back, so this is best effort).
-            let message = db::signals::ForwardedMessage { execution_id: id, message_id: uuid, text, now };
+            // (its answer does not come back, so this is best effort), its
+            // attachments by id.
+            let message = db::signals::ForwardedMessage { execution_id: id, message_id: uuid, text: prompt, now };
             if db::signals::forward_message(db, &message).await.map_err(db::DbError::from)?.is_none() {
                 return Err(AppError::bad_input(
                     "text",
@@ -141,18 +143,24 @@ impl Executor {
             }
             return Ok(uuid);
         };
+        let content = crate::attachments::resolve(db, Some(owner), &prompt).await?;
         let (reply, written) = tokio::sync::oneshot::channel();
-        let command = RunCommand::Message { text, uuid, now, reply: Some(reply) };
+        let command = RunCommand::Message { content, uuid, now, reply: Some(reply) };
         handle.commands.send(command).await.map_err(|_| not_running())?;
         written.await.map_err(|_| not_running())?.map_err(|why| AppError::bad_input("executionId", why))
     }
 
     /// Writes a message that came from another replica, if this server
     /// runs the execution.
-    pub async fn deliver_message(&self, execution_id: Uuid, uuid: Uuid, text: String, now: bool) {
+    pub async fn deliver_message(&self, execution_id: Uuid, uuid: Uuid, prompt: Prompt, now: bool) {
         let handle = self.lock_runs().get(&execution_id).cloned();
-        if let Some(handle) = handle {
-            let _ = handle.commands.send(RunCommand::Message { text, uuid, now, reply: None }).await;
+        let Some(handle) = handle else { return };
+        // The sending server checked that its attachments are the owner's.
+        match crate::attachments::resolve(&self.inner.db, None, &prompt).await {
+            Ok(content) => {
+                let _ = handle.commands.send(RunCommand::Message { content, uuid, now, reply: None }).await;
+            }
+            Err(e) => warn!(%execution_id, error = %e, "could not read the attachments of a forwarded message"),
         }
     }
 

@@ -7,7 +7,7 @@ impl Executor {
         &self,
         execution: execution::Model,
         command: ClaudeCommand,
-        prompt: String,
+        prompt: UserContent,
         publisher: Publisher,
     ) {
         let (commands, command_rx) = mpsc::channel(COMMAND_BUFFER);
@@ -257,10 +257,17 @@ impl Executor {
                     // A parked run that had started goes on where it
                     // stopped; one that never did starts with its prompt.
                     let prompt = match execution.started_at {
-                        Some(_) => this.inner.parking.resume_prompt.clone(),
-                        None => execution.prompt.clone(),
+                        Some(_) => Ok(UserContent::Text(this.inner.parking.resume_prompt.clone())),
+                        None => this.first_prompt(&execution).await,
                     };
-                    this.spawn_run(execution, command, prompt, publisher);
+                    match prompt {
+                        Ok(prompt) => this.spawn_run(execution, command, prompt, publisher),
+                        Err(e) => {
+                            let bin = this.inner.claude_bin.display().to_string();
+                            let finish = failure(&ClaudeError::SpawnFailed { bin, reason: e.to_string() }, None);
+                            this.finish(&execution, publisher, finish).await;
+                        }
+                    }
                 }
                 Err(AppError::BudgetExceeded(why)) => {
                     this.finish(&execution, publisher, failure(&ClaudeError::BudgetExceeded(why), None)).await;
@@ -273,6 +280,13 @@ impl Executor {
                 }
             }
         });
+    }
+
+    /// What a queued execution's first message says, from what its start
+    /// stored (its attachments read now).
+    async fn first_prompt(&self, execution: &execution::Model) -> AppResult<UserContent> {
+        let prompt = Prompt::of_execution(&execution.prompt, execution.content.as_ref())?;
+        crate::attachments::resolve(&self.inner.db, None, &prompt).await
     }
 
     /// The command of a queued execution, from what its start stored.

@@ -36,9 +36,10 @@ use tracing::{info, info_span, warn, Instrument};
 use uuid::Uuid;
 
 use crate::{
+    attachments::Prompt,
     claude::{
         policy::ToolPolicy, runner::StopHandle, ClaudeCommand, ClaudeError, Outcome, RunCommand, RunEnd, RunOptions,
-        Runner, StopReason,
+        Runner, StopReason, UserContent,
     },
     db::{self, executions::Finish},
     error::{AppError, AppResult},
@@ -82,7 +83,8 @@ pub struct Parking {
 pub struct StartRequest {
     pub workspace_id: Uuid,
     pub session_id: Option<Uuid>,
-    pub prompt: String,
+    /// Text, or content blocks whose attachments the owner has.
+    pub prompt: Prompt,
     pub options: RunOptions,
     pub metadata: Option<serde_json::Value>,
     /// A retry with the same key returns the execution the first start made.
@@ -118,7 +120,7 @@ pub struct Started {
 /// What a queued run is started with.
 struct Launch {
     command: ClaudeCommand,
-    prompt: String,
+    prompt: UserContent,
     publisher: Publisher,
     /// Counts the run as pending until it gets a slot.
     pending: GaugeGuard,

@@ -105,6 +105,9 @@ impl Executor {
                 if let Err(e) = self.resume_overdue().await {
                     warn!(error = %e, "could not resume the parked executions that are due");
                 }
+                if let Err(e) = db::attachments::forget_expired(&self.inner.db, chrono::Utc::now()).await {
+                    warn!(error = %e, "could not delete the attachments past their time");
+                }
             }
         }
     }

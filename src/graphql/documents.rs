@@ -60,6 +60,28 @@ pub struct Params {
     pub operation_name: Option<String>,
     pub variables: Option<Map<String, Value>>,
     pub extensions: Option<Map<String, Value>>,
+    /// Files of a multipart request, that its variables refer to by
+    /// [`UPLOAD_MARKER`] and index.
+    pub uploads: usize,
+}
+
+/// What async-graphql writes in a variable where a multipart request's
+/// file goes. Its `Upload` takes any string of this form as an index into
+/// the request's files (and panics on one that is not), so a client must
+/// never be able to send one itself.
+const UPLOAD_MARKER: &str = "#__graphql_file__:";
+
+/// Whether every file marker in `value` names one of `uploads` files.
+fn markers_fill_files(value: &Value, uploads: usize) -> bool {
+    match value {
+        Value::String(s) => match s.strip_prefix(UPLOAD_MARKER) {
+            None => true,
+            Some(index) => index.parse::<usize>().is_ok_and(|i| i < uploads && index == i.to_string()),
+        },
+        Value::Array(items) => items.iter().all(|v| markers_fill_files(v, uploads)),
+        Value::Object(fields) => fields.values().all(|v| markers_fill_files(v, uploads)),
+        _ => true,
+    }
 }
 
 impl Documents {
@@ -72,7 +94,14 @@ impl Documents {
     /// engine's request. An error means the request never reaches the
     /// engine (it is a request error: no data).
     pub async fn prepare(&self, params: Params) -> Result<Prepared, ServerError> {
-        let Params { query, operation_name, variables, mut extensions } = params;
+        let Params { query, operation_name, variables, mut extensions, uploads } = params;
+        if let Some(variables) = &variables {
+            if !variables.values().all(|v| markers_fill_files(v, uploads)) {
+                return Err(bad_input(format!(
+                    "a variable starts with `{UPLOAD_MARKER}` but names no file of the request"
+                )));
+            }
+        }
         let persisted = extensions.as_mut().and_then(|e| e.remove("persistedQuery"));
         let (text, remember) = match persisted {
             None => (query.unwrap_or_default(), None),

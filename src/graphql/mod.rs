@@ -1,5 +1,6 @@
 //! The GraphQL API: schema, resolvers, and the shape of its errors.
 
+pub mod attachments;
 pub mod documents;
 pub mod errors;
 pub mod limits;

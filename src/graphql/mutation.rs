@@ -12,7 +12,7 @@ use crate::{
 
 /// Limits on what a client may send.
 pub const MAX_NAME: usize = 200;
-const MAX_PROMPT: usize = 1024 * 1024;
+pub const MAX_PROMPT: usize = 1024 * 1024;
 const MAX_SYSTEM_PROMPT: usize = 256 * 1024;
 const MAX_METADATA: usize = 64 * 1024;
 
@@ -27,7 +27,12 @@ pub struct StartExecutionInput {
     /// conversation so far (`--resume … --fork-session`), and the original
     /// stays as it is. In the same workspace; not with `sessionId`.
     pub fork_session_id: Option<ID>,
-    pub prompt: String,
+    /// What to ask. Give `prompt`, `content`, or both (the prompt then
+    /// comes first, as a text block).
+    pub prompt: Option<String>,
+    /// Content blocks: text, images and documents (see `FileInput` for the
+    /// ways to send a file). At most 20.
+    pub content: Option<Vec<super::attachments::ContentBlockInput>>,
     pub system_prompt: Option<String>,
     pub append_system_prompt: Option<String>,
     /// At least 1.
@@ -99,7 +104,8 @@ impl RunOptionsInput {
             workspace_id,
             session_id: None,
             fork_session_id: None,
-            prompt,
+            prompt: Some(prompt),
+            content: None,
             system_prompt: self.system_prompt,
             append_system_prompt: self.append_system_prompt,
             max_turns: self.max_turns,
@@ -114,7 +120,7 @@ impl RunOptionsInput {
             if_busy: None,
             profile: None,
         };
-        start_request(policy, input, None)
+        start_request(policy, input, None, false)
     }
 }
 
@@ -172,6 +178,7 @@ pub struct MutationRoot(
     super::webhooks::WebhookMutation,
     super::schedules::ScheduleMutation,
     super::profiles::ProfileMutation,
+    super::attachments::AttachmentMutation,
 );
 
 #[derive(Default)]
@@ -186,12 +193,17 @@ impl RunMutation {
     async fn start_execution(
         &self,
         ctx: &Context<'_>,
-        input: StartExecutionInput,
+        mut input: StartExecutionInput,
     ) -> async_graphql::Result<StartExecutionPayload> {
         let state = state(ctx)?;
         let header = ctx.data_opt::<IdempotencyKeyHeader>().map(|h| h.0.as_str());
         let profile = input.profile.clone();
-        let mut request = start_request(state.executor.policy(), input, header).gql()?;
+        let content = input.content.take();
+        let mut request = start_request(state.executor.policy(), input, header, content.is_some()).gql()?;
+        if content.is_some() {
+            let text = Some(request.prompt.text()).filter(|t| !t.is_empty());
+            request.prompt = super::attachments::prompt_of(ctx, &viewer(ctx)?.sub, text, content).await.gql()?;
+        }
         if let Some(name) = profile {
             request.options = with_profile(state, &viewer(ctx)?.sub, &request, &name).await.gql()?;
         }
@@ -232,18 +244,26 @@ impl RunMutation {
         &self,
         ctx: &Context<'_>,
         execution_id: ID,
-        text: String,
+        #[graphql(desc = "The message; give `text`, `content`, or both (the text first)")] text: Option<String>,
+        #[graphql(desc = "Content blocks: text, images, documents (at most 20)")] content: Option<
+            Vec<super::attachments::ContentBlockInput>,
+        >,
         #[graphql(desc = "NEXT when not given")] priority: Option<MessagePriority>,
     ) -> async_graphql::Result<SendMessagePayload> {
         let id = parse_id(&execution_id, "executionId").gql()?;
-        no_nul("text", &text).gql()?;
-        if text.trim().is_empty() || text.len() > MAX_PROMPT {
-            return Err(AppError::bad_input("text", format!("`text` must be 1 to {MAX_PROMPT} bytes"))).gql();
+        if let Some(text) = &text {
+            no_nul("text", text).gql()?;
+            if text.trim().is_empty() || text.len() > MAX_PROMPT {
+                return Err(AppError::bad_input("text", format!("`text` must be 1 to {MAX_PROMPT} bytes"))).gql();
+            }
+        } else if content.is_none() {
+            return Err(AppError::bad_input("text", "give `text`, `content`, or both")).gql();
         }
         let state = state(ctx)?;
         let owner = &viewer(ctx)?.sub;
+        let prompt = super::attachments::prompt_of(ctx, owner, text, content).await.gql()?;
         let now = priority == Some(MessagePriority::Now);
-        let message_id = state.executor.send_message(owner, id, text, now).await.gql()?;
+        let message_id = state.executor.send_message(owner, id, prompt, now).await.gql()?;
         let execution =
             db::executions::get(&state.db, owner, id).await.gql()?.ok_or(AppError::NotFound("execution")).gql()?;
         Ok(SendMessagePayload { execution: Execution(execution), message_id: ID(message_id.to_string()) })
@@ -304,7 +324,14 @@ impl RunMutation {
 }
 
 /// Checks every field of a start request.
-fn start_request(policy: &ToolPolicy, input: StartExecutionInput, header: Option<&str>) -> AppResult<StartRequest> {
+/// With `blocks_follow`, content blocks (that the resolver checks) come
+/// after the prompt, which may then be absent.
+fn start_request(
+    policy: &ToolPolicy,
+    input: StartExecutionInput,
+    header: Option<&str>,
+    blocks_follow: bool,
+) -> AppResult<StartRequest> {
     let workspace_id = parse_id(&input.workspace_id, "workspaceId")?;
     let idempotency_key = idempotency_key(input.idempotency_key.as_deref(), header)?;
     let session_id = input.session_id.as_ref().map(|id| parse_id(id, "sessionId")).transpose()?;
@@ -312,8 +339,10 @@ fn start_request(policy: &ToolPolicy, input: StartExecutionInput, header: Option
     if session_id.is_some() && fork_session_id.is_some() {
         return Err(AppError::bad_input("forkSessionId", "give `sessionId` or `forkSessionId`, not both"));
     }
+    let prompt_given = input.prompt.is_some();
+    let prompt = input.prompt.unwrap_or_default();
     // NUL cannot be stored (PostgreSQL text) nor passed in argv.
-    no_nul("prompt", &input.prompt)?;
+    no_nul("prompt", &prompt)?;
     for (field, value) in [
         ("systemPrompt", &input.system_prompt),
         ("appendSystemPrompt", &input.append_system_prompt),
@@ -327,10 +356,10 @@ fn start_request(policy: &ToolPolicy, input: StartExecutionInput, header: Option
     if let Some(metadata) = &input.metadata {
         json_no_nul("metadata", &metadata.0)?;
     }
-    if input.prompt.trim().is_empty() {
+    if prompt.trim().is_empty() && (prompt_given || !blocks_follow) {
         return Err(AppError::bad_input("prompt", "`prompt` must not be empty"));
     }
-    if input.prompt.len() > MAX_PROMPT {
+    if prompt.len() > MAX_PROMPT {
         return Err(AppError::bad_input("prompt", format!("`prompt` is longer than {MAX_PROMPT} bytes")));
     }
     for (field, value) in [("systemPrompt", &input.system_prompt), ("appendSystemPrompt", &input.append_system_prompt)]
@@ -369,7 +398,7 @@ fn start_request(policy: &ToolPolicy, input: StartExecutionInput, header: Option
     Ok(StartRequest {
         workspace_id,
         session_id,
-        prompt: input.prompt,
+        prompt: crate::attachments::Prompt::Text(prompt),
         options: RunOptions {
             system_prompt: input.system_prompt,
             append_system_prompt: input.append_system_prompt,

@@ -45,6 +45,12 @@ impl QueryRoot {
         Ok(rows.into_iter().map(super::types::profile::AgentProfile).collect())
     }
 
+    /// Your attachments, newest first (at most 500).
+    async fn attachments(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<super::types::attachment::Attachment>> {
+        let rows = db::attachments::list(&state(ctx)?.db, &viewer(ctx)?.sub, 500).await.gql()?;
+        Ok(rows.into_iter().map(super::types::attachment::Attachment).collect())
+    }
+
     /// Your webhooks, oldest first.
     async fn webhooks(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<super::types::webhook::Webhook>> {
         let rows = db::webhooks::list(&state(ctx)?.db, &viewer(ctx)?.sub).await.gql()?;

@@ -68,7 +68,7 @@ impl ScheduleMutation {
             name,
             cron,
             timezone,
-            prompt: request.prompt,
+            prompt: request.prompt.text(),
             options,
             same_session,
             next_run_at: next,

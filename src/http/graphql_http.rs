@@ -3,7 +3,9 @@
 //! - The response media type follows `Accept`: `application/graphql-response+json`
 //!   when asked for, `application/json` for `application/json`, `*/*` or no
 //!   header, 406 otherwise.
-//! - POST takes only `application/json` (415 otherwise); GET takes the
+//! - POST takes `application/json` (415 otherwise), or a GraphQL multipart
+//!   request with files, which must carry a header no cross-site form can
+//!   send (`Authorization`, `GraphQL-Require-Preflight`, …); GET takes the
 //!   parameters from the query string and never runs a mutation (405 with
 //!   `Allow: POST`). Together these keep a cross-site form post or an image
 //!   GET from ever starting an execution.
@@ -12,9 +14,11 @@
 //!   `application/graphql-response+json` so is one whose document does not
 //!   parse or validate; under `application/json` that is 200 with errors.
 
-use async_graphql::{parser::types::OperationType, Response, ServerError};
+use async_graphql::{
+    http::MultipartOptions, parser::types::OperationType, ParseRequestError, Response, ServerError, UploadValue,
+};
 use axum::{
-    body::{Bytes, HttpBody},
+    body::{Body, HttpBody},
     extract::{RawQuery, State},
     http::{header, HeaderMap, HeaderValue, Method, StatusCode},
     response::{IntoResponse, Response as HttpResponse},
@@ -118,7 +122,61 @@ fn post_params(headers: &HeaderMap, body: &[u8]) -> Result<Params, Rejection> {
         operation_name: string(body.remove("operationName"), "operationName")?,
         variables: object(body.remove("variables"), "variables")?,
         extensions: object(body.remove("extensions"), "extensions")?,
+        uploads: 0,
     })
+}
+
+/// Headers that a cross-site form cannot set: a multipart request (which,
+/// unlike JSON, a browser sends cross-site without asking) must carry one.
+const PREFLIGHT_HEADERS: [&str; 4] =
+    ["authorization", "graphql-require-preflight", "apollo-require-preflight", "x-apollo-operation-name"];
+
+fn is_multipart(headers: &HeaderMap) -> bool {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    content_type.trim_start().to_ascii_lowercase().starts_with("multipart/form-data")
+}
+
+/// Reads a GraphQL multipart request (graphql-multipart-request-spec):
+/// its parameters, and its files, streamed to temporary files.
+async fn multipart_params(
+    config: &crate::config::Config,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Params, Vec<UploadValue>), Rejection> {
+    use futures_util::TryStreamExt;
+    use tokio_util::compat::TokioAsyncReadCompatExt;
+    if !PREFLIGHT_HEADERS.iter().any(|name| headers.get(*name).is_some_and(|v| !v.is_empty())) {
+        return Err(bad_request(
+            "a multipart request needs an Authorization, GraphQL-Require-Preflight or Apollo-Require-Preflight header",
+        ));
+    }
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let stream = body.into_data_stream().map_err(std::io::Error::other);
+    let reader = tokio_util::io::StreamReader::new(stream).compat();
+    let options = MultipartOptions::default()
+        .max_file_size(config.attachment_max_bytes.max(config.max_body_bytes))
+        .max_num_files(crate::attachments::MAX_BLOCKS);
+    let mut request = match async_graphql::http::receive_body(content_type, reader, options).await {
+        Ok(request) => request,
+        Err(ParseRequestError::PayloadTooLarge) => {
+            let why = format!("a file is larger than {} bytes, or there are too many", config.attachment_max_bytes);
+            return Err(Rejection(StatusCode::PAYLOAD_TOO_LARGE, why));
+        }
+        Err(e) => return Err(bad_request(format!("not a GraphQL multipart request: {e}"))),
+    };
+    let uploads = std::mem::take(&mut request.uploads);
+    let object = |value: Result<Value, serde_json::Error>| match value {
+        Ok(Value::Object(map)) => Some(map),
+        _ => None,
+    };
+    let params = Params {
+        query: Some(request.query).filter(|q| !q.is_empty()),
+        operation_name: request.operation_name,
+        variables: object(serde_json::to_value(&request.variables)),
+        extensions: object(serde_json::to_value(&request.extensions)).filter(|e| !e.is_empty()),
+        uploads: uploads.len(),
+    };
+    Ok((params, uploads))
 }
 
 /// Reads the parameters of a GET query string; `variables` and
@@ -163,7 +221,7 @@ pub async fn graphql_http(
     method: Method,
     headers: HeaderMap,
     RawQuery(raw_query): RawQuery,
-    body: Bytes,
+    body: Body,
 ) -> HttpResponse {
     let trace = trace_id(&headers);
     let Some(media) = negotiate(&headers) else {
@@ -173,8 +231,22 @@ pub async fn graphql_http(
         )
             .into_response();
     };
+    let config = &http.state.config;
+    let mut files = Vec::new();
     let params = match method {
-        Method::POST => post_params(&headers, &body),
+        Method::POST if is_multipart(&headers) => {
+            multipart_params(config, &headers, body).await.map(|(params, uploads)| {
+                files = uploads;
+                params
+            })
+        }
+        Method::POST => match axum::body::to_bytes(body, config.max_body_bytes).await {
+            Ok(bytes) => post_params(&headers, &bytes),
+            Err(_) => Err(Rejection(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is larger than {} bytes", config.max_body_bytes),
+            )),
+        },
         _ => get_params(raw_query.as_deref()),
     };
     let params = match params {
@@ -200,6 +272,7 @@ pub async fn graphql_http(
     }
     let remember = prepared.take_remember();
     let mut request = prepared.into_request().data(trace.clone());
+    request.uploads = files;
     if let Some(key) = headers.get("idempotency-key") {
         // Not UTF-8: the replacement characters make it an invalid key.
         request = request.data(IdempotencyKeyHeader(String::from_utf8_lossy(key.as_bytes()).into_owned()));

@@ -192,6 +192,7 @@ async fn runs_left_running_by_a_crashed_server_are_marked_interrupted() {
         session_id,
         workspace_id: uuid::Uuid::parse_str(&workspace).unwrap(),
         prompt: "queued".into(),
+        content: None,
         options: json!({}),
         metadata: None,
         resumed_from: None,

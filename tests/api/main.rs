@@ -5,6 +5,7 @@
 mod helpers;
 
 mod approvals;
+mod attachments;
 mod auth;
 mod browser;
 mod budgets;

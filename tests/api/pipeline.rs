@@ -172,6 +172,7 @@ async fn new_execution(conn: &sea_orm::DatabaseConnection, workspace: Uuid) -> (
         session_id: session.id,
         workspace_id: workspace,
         prompt: "p".into(),
+        content: None,
         options: serde_json::json!({}),
         metadata: None,
         resumed_from: None,

@@ -296,6 +296,7 @@ async fn a_live_replicas_runs_are_its_own_to_finish(db: crate::helpers::Db) {
         session_id: session.id,
         workspace_id,
         prompt: "p".into(),
+        content: None,
         options: json!({}),
         metadata: None,
         resumed_from: None,

@@ -17,6 +17,8 @@ const config: CodegenConfig = {
         scalars: {
           JSON: "unknown",
           DateTime: "string",
+          // A file of a multipart request (see the README on files in prompts).
+          Upload: "Blob",
         },
         // Node ESM (module NodeNext) needs explicit `.js` in relative imports.
         emitLegacyCommonJSImports: false,

@@ -84,6 +84,39 @@ async fn a_plain_answer_and_a_resumed_session() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_and_a_document_reach_the_model() {
+    const PNG: &str =
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
+    let api = MockApi::start(vec![Reply::Text("A single pixel.".into())]).await;
+    let Some(app) = app_with(&api).await else { return };
+    let (workspace, _) = app.workspace().await;
+    let notes = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "line 3 fails");
+    let started = app
+        .ok(
+            "mutation($i: StartExecutionInput!) { startExecution(input: $i) { execution { id } } }",
+            json!({ "i": { "workspaceId": workspace, "prompt": "What is this?", "content": [
+                { "image": { "base64": PNG, "name": "pixel.png" } },
+                { "document": { "base64": notes, "name": "notes.txt" } },
+            ] } }),
+        )
+        .await;
+    let execution = started["startExecution"]["execution"]["id"].as_str().unwrap();
+    let done = app.wait_finished(execution).await;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    assert_eq!(done["result"], "A single pixel.");
+    // The model got the three blocks of the user's turn.
+    let request = api.requests().last().cloned().unwrap();
+    let user = request["messages"].as_array().unwrap().iter().rfind(|m| m["role"] == "user").unwrap().clone();
+    let blocks = user["content"].as_array().unwrap();
+    assert!(blocks.iter().any(|b| b["type"] == "text" && b["text"] == "What is this?"), "{user}");
+    let image = blocks.iter().find(|b| b["type"] == "image").unwrap_or_else(|| panic!("no image in {user}"));
+    assert_eq!(image["source"]["data"], PNG);
+    assert_eq!(image["source"]["media_type"], "image/png");
+    let document = blocks.iter().find(|b| b["type"] == "document").unwrap_or_else(|| panic!("no document in {user}"));
+    assert_eq!(document["source"]["data"], "line 3 fails", "{document}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forked_session_continues_a_copy_under_its_own_id() {
     let api = MockApi::start(vec![Reply::Text("The first way.".into()), Reply::Text("Another way.".into())]).await;
     let Some(app) = app_with(&api).await else { return };

@@ -4,9 +4,11 @@ use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use entity::execution;
 
-use super::{state, Json, PermissionRequest, Session, Workspace};
+use super::attachment::{Attachment, PromptBlock, PromptBlockType};
+use super::{state, viewer, Json, PermissionRequest, Session, Workspace};
 use crate::graphql::loaders::{load_error, loaders};
 use crate::{
+    attachments::{Block, Prompt},
     db,
     error::{AppError, Gql},
 };
@@ -177,8 +179,33 @@ impl Execution {
         self.0.result.clone().map(Json)
     }
 
+    /// The prompt's text (of its text blocks, when it was sent as
+    /// `content`).
     async fn prompt(&self) -> &str {
         &self.0.prompt
+    }
+
+    /// The prompt's content blocks, when it was sent as `content` (the
+    /// `prompt` first, as a text block); null for a plain prompt.
+    async fn content(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Vec<PromptBlock>>> {
+        let Some(stored) = &self.0.content else { return Ok(None) };
+        let prompt = Prompt::of_execution(&self.0.prompt, Some(stored)).gql()?;
+        let ids = prompt.attachment_ids();
+        let Prompt::Blocks(blocks) = prompt else { return Ok(None) };
+        let files = db::attachments::infos(&state(ctx)?.db, Some(&viewer(ctx)?.sub), &ids).await.gql()?;
+        let file = |id: &uuid::Uuid| files.iter().find(|f| f.id == *id).cloned().map(Attachment);
+        let blocks = blocks.iter().map(|block| match block {
+            Block::Text { text } => {
+                PromptBlock { kind: PromptBlockType::Text, text: Some(text.clone()), attachment: None }
+            }
+            Block::Image { attachment_id } => {
+                PromptBlock { kind: PromptBlockType::Image, text: None, attachment: file(attachment_id) }
+            }
+            Block::Document { attachment_id } => {
+                PromptBlock { kind: PromptBlockType::Document, text: None, attachment: file(attachment_id) }
+            }
+        });
+        Ok(Some(blocks.collect()))
     }
 
     /// The options it was started with.

@@ -1,5 +1,6 @@
 //! The GraphQL object types: thin views over stored rows and live events.
 
+pub mod attachment;
 mod connection;
 pub mod dashboard;
 pub mod event;

@@ -513,6 +513,7 @@ impl OperationPayload {
             operation_name: this.operation_name,
             variables: this.variables,
             extensions: this.extensions,
+            uploads: 0,
         }
     }
 }
