@@ -51,6 +51,8 @@ impl App {
     pub async fn build(mut config: Config) -> Result<App, StartupError> {
         crate::claude::sandbox::harden_server();
         config.load_secret_files()?;
+        let mcp = crate::claude::mcp::McpPolicy::new(&config.mcp_stdio_commands, &config.mcp_allowed_urls)
+            .map_err(crate::config::ConfigError)?;
         if let Some(secret) = &config.jwt_secret {
             crate::http::auth::check_secret(secret).map_err(StartupError::WeakSecret)?;
         }
@@ -85,7 +87,7 @@ impl App {
                     .unwrap_or(std::num::NonZeroU32::MIN),
                 max_active_per_user: config.max_active_executions_per_user,
                 permission_timeout: config.permission_timeout,
-                policy: crate::claude::policy::ToolPolicy::from_config(&config),
+                policy: crate::claude::policy::ToolPolicy::from_config(&config, mcp),
                 roots: crate::paths::WorkspaceRoots::new(config.workspace_roots.clone()),
                 stall_after: config.stall_after,
                 idempotency_ttl: config.idempotency_key_ttl,

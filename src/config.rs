@@ -296,6 +296,17 @@ pub struct Config {
     #[arg(long = "permission-timeout", env = "PERMISSION_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
     pub permission_timeout: Duration,
 
+    /// Programs that may run as stdio MCP servers (absolute paths,
+    /// comma-separated); none when not set.
+    #[arg(long = "mcp-stdio-commands", env = "MCP_STDIO_COMMANDS", value_delimiter = ',')]
+    pub mcp_stdio_commands: Vec<String>,
+
+    /// URL patterns remote MCP servers must match (comma-separated, e.g.
+    /// `https://mcp.example.com/,https://*.corp.example/`): scheme, host
+    /// (`*.` for subdomains), port and path prefix; none when not set.
+    #[arg(long = "mcp-allowed-urls", env = "MCP_ALLOWED_URLS", value_delimiter = ',')]
+    pub mcp_allowed_urls: Vec<String>,
+
     /// Lets clients ask for `permissionMode: "bypassPermissions"`.
     #[arg(long = "allow-bypass-permissions", env = "ALLOW_BYPASS_PERMISSIONS")]
     pub allow_bypass_permissions: bool,

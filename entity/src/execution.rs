@@ -46,6 +46,8 @@ pub struct Model {
     pub resume_at: Option<DateTimeUtc>,
     /// How often it was parked for a usage or rate limit.
     pub park_count: i32,
+    /// The MCP servers' status, as its first `init` line reported it.
+    pub mcp_servers: Option<Json>,
 }
 
 /// Where a run is; stored as its name (`PENDING`, ...).

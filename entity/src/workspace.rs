@@ -17,6 +17,8 @@ pub struct Model {
     pub require_approval: bool,
     /// What its runs may cost per day (UTC), by the CLI's estimates.
     pub daily_budget_usd: Option<f64>,
+    /// The MCP servers its runs get (a list, as `RunOptions` holds them).
+    pub mcp_servers: Option<Json>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

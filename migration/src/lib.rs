@@ -18,6 +18,7 @@ mod m20261201_000013_schedules;
 mod m20261201_000014_session_forks;
 mod m20261201_000015_agent_profiles;
 mod m20261201_000016_attachments;
+mod m20261201_000017_mcp_servers;
 
 pub struct Migrator;
 
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000014_session_forks::Migration),
             Box::new(m20261201_000015_agent_profiles::Migration),
             Box::new(m20261201_000016_attachments::Migration),
+            Box::new(m20261201_000017_mcp_servers::Migration),
         ]
     }
 }

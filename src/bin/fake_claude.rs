@@ -120,6 +120,22 @@ impl Log {
     }
 }
 
+/// The `init` line's `mcp_servers` for `--mcp-config` (a file or a JSON
+/// string), which is logged: a stdio server whose program is not there
+/// `failed`, as the CLI reports it; the others are taken as `connected`.
+fn mcp_servers(config: Option<String>, log: &Log) -> Value {
+    let Some(config) = config else { return json!([]) };
+    let text = std::fs::read_to_string(&config).unwrap_or(config);
+    let config: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    log.write(json!({"event": "mcp_config", "config": config}));
+    let servers = config["mcpServers"].as_object().cloned().unwrap_or_default();
+    let status = |server: &Value| match server["command"].as_str() {
+        Some(command) if !Path::new(command).is_file() => "failed",
+        _ => "connected",
+    };
+    servers.iter().map(|(name, server)| json!({"name": name, "status": status(server), "source": "dynamic"})).collect()
+}
+
 fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let log = Arc::new(Log::open());
@@ -140,6 +156,7 @@ fn main() {
     let session_id = flag("--resume").filter(|_| !forked).unwrap_or_else(|| Uuid::new_v4().to_string());
     let partial = argv.iter().any(|a| a == "--include-partial-messages");
     let model = flag("--model").unwrap_or_else(|| "claude-fake-1".into());
+    let mcp_servers = mcp_servers(flag("--mcp-config"), &log);
 
     let out = Out(Arc::new(Mutex::new(std::io::stdout())));
     let input = Arc::new(Input::default());
@@ -173,6 +190,7 @@ fn main() {
             input: input.clone(),
             started: Instant::now(),
             max_budget_usd: flag("--max-budget-usd").and_then(|v| v.parse().ok()),
+            mcp_servers: mcp_servers.clone(),
         };
         code = turn.play(&message.text, &model, partial, message.uuid.as_deref());
         // An interrupt or a "now" ends one turn: the next starts afresh.
@@ -340,6 +358,8 @@ struct Turn {
     /// `--max-budget-usd`: a turn that would cost more ends as the CLI's
     /// does (`error_max_budget_usd`, the reply's tools not run).
     max_budget_usd: Option<f64>,
+    /// `init`'s `mcp_servers`, from `--mcp-config`.
+    mcp_servers: Value,
 }
 
 impl Turn {
@@ -578,7 +598,7 @@ impl Turn {
         let cwd = std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_default();
         let mut lines = vec![json!({
             "type": "system", "subtype": "init", "cwd": cwd, "session_id": self.session_id,
-            "tools": ["Bash", "Edit", "Read", "Write"], "mcp_servers": [], "model": model,
+            "tools": ["Bash", "Edit", "Read", "Write"], "mcp_servers": self.mcp_servers, "model": model,
             "permissionMode": "default", "apiKeySource": "none", "claude_code_version": "fake", "uuid": Uuid::new_v4(),
         })
         .to_string()];

@@ -31,6 +31,10 @@ pub struct RunOptions {
     /// Ask the server (and so a client) before using a tool.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub require_approval: Option<bool>,
+    /// MCP servers besides the workspace's (replacing those of the same
+    /// name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mcp_servers: Option<Vec<super::mcp::McpServer>>,
     #[serde(default)]
     pub include_partial_messages: bool,
 }
@@ -48,9 +52,18 @@ impl RunOptions {
             permission_mode: self.permission_mode.or(defaults.permission_mode),
             max_budget_usd: self.max_budget_usd.or(defaults.max_budget_usd),
             require_approval: self.require_approval.or(defaults.require_approval),
+            mcp_servers: self.mcp_servers.or(defaults.mcp_servers),
             include_partial_messages: self.include_partial_messages,
         }
     }
+}
+
+/// A started `claude`, and what lives as long as it runs.
+pub struct Spawned {
+    pub child: tokio::process::Child,
+    pub cgroup: Option<sandbox::RunCgroup>,
+    /// The `--mcp-config` file; deleted when dropped.
+    pub mcp_config: Option<tempfile::NamedTempFile>,
 }
 
 /// One `claude` invocation, ready to spawn.
@@ -120,14 +133,28 @@ impl ClaudeCommand {
     /// component at a time without following symbolic links, and the child
     /// changes into that open directory: a directory swapped for a link
     /// after registration (or while this runs) is refused, not followed.
-    pub fn spawn(&self) -> std::io::Result<(tokio::process::Child, Option<sandbox::RunCgroup>)> {
+    ///
+    /// MCP servers go to the CLI in a file only the server's user can read
+    /// (their headers and environment carry tokens, which an argv would
+    /// show to every user of the machine); the file lasts as long as the
+    /// returned [`Spawned`].
+    pub fn spawn(&self) -> std::io::Result<Spawned> {
         let dir = sandbox::open_dir_nofollow(&self.cwd)?;
-        let cgroup = sandbox::RunCgroup::create(&self.run_id.to_string());
         let mut cmd = self.to_command();
+        let mcp_config = match self.options.mcp_servers.as_deref() {
+            Some(servers) if !servers.is_empty() => {
+                let mut file = tempfile::Builder::new().prefix("claude-mcp-").suffix(".json").tempfile()?;
+                std::io::Write::write_all(&mut file, super::mcp::config_json(servers).to_string().as_bytes())?;
+                cmd.arg("--mcp-config").arg(file.path()).arg("--strict-mcp-config");
+                Some(file)
+            }
+            _ => None,
+        };
+        let cgroup = sandbox::RunCgroup::create(&self.run_id.to_string());
         sandbox::confine_child(&mut cmd, dir.as_raw_fd(), cgroup.as_ref().map(sandbox::RunCgroup::procs_fd));
         // `dir` stays open until the child has changed into it.
         match cmd.spawn() {
-            Ok(child) => Ok((child, cgroup)),
+            Ok(child) => Ok(Spawned { child, cgroup, mcp_config }),
             Err(e) => {
                 if let Some(cgroup) = cgroup {
                     cgroup.discard();

@@ -4,6 +4,7 @@
 pub mod command;
 pub mod error;
 pub mod limits;
+pub mod mcp;
 pub mod policy;
 pub mod runner;
 pub mod sandbox;

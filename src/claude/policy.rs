@@ -27,6 +27,8 @@ pub struct ToolPolicy {
     pub grantable: Vec<String>,
     /// Whether `bypassPermissions` may be asked for.
     pub allow_bypass: bool,
+    /// The MCP servers runs may use.
+    pub mcp: super::mcp::McpPolicy,
 }
 
 /// One rule as the CLI reads it.
@@ -38,8 +40,8 @@ pub struct Rule<'a> {
 
 impl ToolPolicy {
     /// The operator's limits, as configured.
-    pub fn from_config(config: &crate::config::Config) -> Self {
-        Self { grantable: config.grantable_tools.clone(), allow_bypass: config.allow_bypass_permissions }
+    pub fn from_config(config: &crate::config::Config, mcp: super::mcp::McpPolicy) -> Self {
+        Self { grantable: config.grantable_tools.clone(), allow_bypass: config.allow_bypass_permissions, mcp }
     }
 
     /// Checks `allowedTools` values; the error names the offending value.
@@ -58,6 +60,9 @@ impl ToolPolicy {
     pub fn check_options(&self, options: &super::RunOptions) -> Result<(), String> {
         if let Some(tools) = &options.allowed_tools {
             self.check_allowed_tools(tools)?;
+        }
+        if let Some(servers) = &options.mcp_servers {
+            self.mcp.check(servers).map_err(|(field, why)| format!("{field}: {why}"))?;
         }
         options.permission_mode.as_deref().map_or(Ok(()), |mode| self.check_mode(mode))
     }
@@ -218,7 +223,7 @@ mod tests {
 
     #[test]
     fn grants_only_grantable_tools() {
-        let policy = ToolPolicy { grantable: vec!["Read".into()], allow_bypass: false };
+        let policy = ToolPolicy { grantable: vec!["Read".into()], allow_bypass: false, mcp: Default::default() };
         assert!(policy.check_allowed_tools(&["Read(src/*)".into()]).is_ok());
         assert!(policy.check_allowed_tools(&["Read(x) Bash(cat:*)".into()]).is_err());
         assert!(policy.check_allowed_tools(&["Bash".into()]).is_err());

@@ -150,7 +150,8 @@ impl Runner {
         commands: mpsc::Receiver<RunCommand>,
         stop: StopHandle,
     ) -> RunEnd {
-        let (mut child, cgroup) = match cmd.spawn() {
+        // The MCP config file stays until the process is gone.
+        let super::command::Spawned { mut child, cgroup, mcp_config: _mcp_config } = match cmd.spawn() {
             Ok(spawned) => spawned,
             Err(e) => {
                 return RunEnd {

@@ -54,6 +54,7 @@ pub async fn create(db: &impl ConnectionTrait, new: NewExecution) -> DbResult<ex
         change_seq: Set(None),
         resume_at: Set(None),
         park_count: Set(0),
+        mcp_servers: Set(None),
     };
     let created = model.insert(db).await?;
     super::clock::touch(db, created.id).await?;
@@ -132,10 +133,12 @@ pub async fn record_init(
     session_id: Uuid,
     claude_session_id: &str,
     model: Option<&str>,
+    mcp_servers: Option<Json>,
 ) -> DbResult<()> {
     execution::Entity::update_many()
         .col_expr(execution::Column::ClaudeSessionId, Expr::value(claude_session_id))
         .col_expr(execution::Column::Model, Expr::value(model))
+        .col_expr(execution::Column::McpServers, Expr::value(mcp_servers))
         .filter(execution::Column::Id.eq(id))
         .exec(db)
         .await?;

@@ -22,6 +22,7 @@ pub async fn create(
         created_at: Set(Utc::now()),
         require_approval: Set(require_approval),
         daily_budget_usd: Set(None),
+        mcp_servers: Set(None),
     };
     Ok(model.insert(db).await?)
 }
@@ -149,6 +150,16 @@ async fn conflict(db: &impl ConnectionTrait, owner: &str, path: &str) -> DbResul
     } else {
         None
     })
+}
+
+/// Sets the MCP servers a workspace's runs get (None: none).
+pub async fn set_mcp_servers(db: &impl ConnectionTrait, id: Uuid, servers: Option<serde_json::Value>) -> DbResult<()> {
+    workspace::Entity::update_many()
+        .filter(workspace::Column::Id.eq(id))
+        .col_expr(workspace::Column::McpServers, sea_orm::sea_query::Expr::value(servers))
+        .exec(db)
+        .await?;
+    Ok(())
 }
 
 /// Changes a workspace's name, whether its runs ask first, and its daily

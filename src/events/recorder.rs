@@ -205,7 +205,12 @@ impl Recorder {
                 if let Some(id) = &line.session_id {
                     recorded.claude_session_id = Some(id.clone());
                     let model = line.model.as_deref();
-                    let saved = db::executions::record_init(&self.db, self.execution_id, self.session_id, id, model);
+                    // Read once a run: the servers' status, for `Execution`.
+                    let init: Option<serde_json::Value> = serde_json::from_str(&line.payload).ok();
+                    let mcp = init.and_then(|mut v| v.get_mut("mcp_servers").map(serde_json::Value::take));
+                    let mcp = mcp.filter(|servers| servers.as_array().is_some_and(|s| !s.is_empty()));
+                    let saved =
+                        db::executions::record_init(&self.db, self.execution_id, self.session_id, id, model, mcp);
                     if let Err(e) = saved.await {
                         warn!(error = %e, "could not record claude's session id");
                     }

@@ -1,7 +1,10 @@
 //! A start: checked, admitted (one user at a time), stored, spawned.
 
 use super::*;
-use crate::attachments;
+use crate::{
+    attachments,
+    claude::mcp::{self, McpServer},
+};
 
 impl Executor {
     /// Creates the execution (and a session if none is given), queues it,
@@ -33,6 +36,7 @@ impl Executor {
         }
         let workspace =
             db::workspaces::get(db, owner, req.workspace_id).await?.ok_or(AppError::NotFound("workspace"))?;
+        self.check_mcp(&workspace, &req.options)?;
         attachments::check(db, owner, &req.prompt).await?;
         // Read before the transaction: between its commit and the spawn
         // nothing may wait.
@@ -184,6 +188,8 @@ impl Executor {
         budget_left: Option<f64>,
     ) -> ClaudeCommand {
         options.require_approval = Some(options.require_approval.unwrap_or(workspace.require_approval));
+        let servers = mcp_servers(workspace, &options);
+        options.mcp_servers = (!servers.is_empty()).then_some(servers);
         options.max_budget_usd = match (options.max_budget_usd, budget_left) {
             (Some(asked), Some(left)) => Some(asked.min(left)),
             (asked, left) => asked.or(left),
@@ -272,6 +278,24 @@ impl Executor {
     fn idempotency_cutoff(&self) -> chrono::DateTime<chrono::Utc> {
         let ttl = chrono::TimeDelta::from_std(self.inner.idempotency_ttl).unwrap_or(chrono::TimeDelta::MAX);
         chrono::Utc::now().checked_sub_signed(ttl).unwrap_or(chrono::DateTime::UNIX_EPOCH)
+    }
+}
+
+/// The MCP servers a run in `workspace` gets: the workspace's, with those
+/// of its options added (replacing the workspace's of the same name).
+pub(super) fn mcp_servers(workspace: &entity::workspace::Model, options: &RunOptions) -> Vec<McpServer> {
+    let configured: Vec<McpServer> =
+        workspace.mcp_servers.as_ref().and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default();
+    mcp::merge(configured, options.mcp_servers.as_deref().unwrap_or_default())
+}
+
+impl Executor {
+    /// Checks the MCP servers a run would get against what the operator
+    /// allows now (the list may have shrunk since they were configured).
+    pub(super) fn check_mcp(&self, workspace: &entity::workspace::Model, options: &RunOptions) -> AppResult<()> {
+        self.inner.policy.mcp.check(&mcp_servers(workspace, options)).map_err(|(field, why)| {
+            AppError::bad_input(&field, format!("{why} (of the workspace's MCP servers and the start's)"))
+        })
     }
 }
 

@@ -297,6 +297,7 @@ impl Executor {
         self.inner.roots.check_registered(&workspace.path, &workspace.owner)?;
         let options = serde_json::from_value(execution.options.clone())
             .map_err(|e| AppError::Internal(format!("the stored options: {e}")))?;
+        self.check_mcp(&workspace, &options)?;
         let budget_left = self.budget_left(&self.inner.db, &workspace.owner, &workspace).await?;
         if budget_left.is_some_and(|left| left <= 0.0) {
             return Err(AppError::BudgetExceeded(super::admission::BUDGET_SPENT.into()));

@@ -37,6 +37,10 @@ pub struct UpdateWorkspaceInput {
     pub require_approval: Option<bool>,
     /// A new daily cap (US dollars); null removes it.
     pub daily_budget_usd: async_graphql::MaybeUndefined<f64>,
+    /// The MCP servers its runs get, replacing those it had (an empty list
+    /// removes them). Each must be allowed by the operator (see
+    /// `McpServerInput`).
+    pub mcp_servers: Option<Vec<super::mcp::McpServerInput>>,
 }
 
 /// What a deletion removed.
@@ -92,7 +96,7 @@ impl ManagementMutation {
     }
 
     /// Renames a workspace, changes whether its runs ask before using a
-    /// tool, or sets its daily budget.
+    /// tool, sets its daily budget, or its MCP servers.
     async fn update_workspace(
         &self,
         ctx: &Context<'_>,
@@ -109,7 +113,19 @@ impl ManagementMutation {
             async_graphql::MaybeUndefined::Null => Some(None),
             async_graphql::MaybeUndefined::Value(usd) => Some(Some(checked_budget(usd).gql()?)),
         };
+        let mcp_servers = match input.mcp_servers {
+            Some(servers) => {
+                let servers: Vec<crate::claude::mcp::McpServer> = servers.into_iter().map(Into::into).collect();
+                super::mutation::check_mcp(state.executor.policy(), &servers).gql()?;
+                let json = serde_json::to_value(&servers).map_err(|e| AppError::Internal(e.to_string())).gql()?;
+                Some((!servers.is_empty()).then_some(json))
+            }
+            None => None,
+        };
         db::workspaces::update(&state.db, id, name, input.require_approval, budget).await.gql()?;
+        if let Some(servers) = mcp_servers {
+            db::workspaces::set_mcp_servers(&state.db, id, servers).await.gql()?;
+        }
         let workspace = db::workspaces::get(&state.db, owner, id).await.gql()?;
         Ok(Workspace(workspace.ok_or(AppError::NotFound("workspace")).gql()?))
     }

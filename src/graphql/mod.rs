@@ -6,6 +6,7 @@ pub mod errors;
 pub mod limits;
 pub mod loaders;
 pub mod management;
+pub mod mcp;
 pub mod mutation;
 pub mod profiles;
 pub mod query;

@@ -4,7 +4,7 @@ use async_graphql::{Context, InputObject, MergedObject, Object, SimpleObject, ID
 
 use super::types::{parse_id, permission::QuestionAnswer, state, viewer, Execution, Json, PermissionRequest, Session};
 use crate::{
-    claude::{policy::ToolPolicy, RunOptions},
+    claude::{mcp::McpServer, policy::ToolPolicy, RunOptions},
     db,
     error::{AppError, AppResult, Gql},
     executor::{PermissionAnswer, StartRequest},
@@ -48,6 +48,10 @@ pub struct StartExecutionInput {
     /// for `answerPermissionRequest` (denied when unanswered in time).
     /// Default: the workspace's `requireApproval`.
     pub require_approval: Option<bool>,
+    /// MCP servers for this run, besides the workspace's (one of the same
+    /// name replaces the workspace's). Passed as `--mcp-config` with
+    /// `--strict-mcp-config`: no other MCP server is loaded.
+    pub mcp_servers: Option<Vec<super::mcp::McpServerInput>>,
     /// Also stream partial-token events (live only, no `seq`).
     pub include_partial_messages: Option<bool>,
     /// Anything of yours, kept with the execution.
@@ -94,6 +98,7 @@ pub struct RunOptionsInput {
     pub permission_mode: Option<String>,
     pub max_budget_usd: Option<f64>,
     pub require_approval: Option<bool>,
+    pub mcp_servers: Option<Vec<super::mcp::McpServerInput>>,
 }
 
 impl RunOptionsInput {
@@ -114,6 +119,7 @@ impl RunOptionsInput {
             permission_mode: self.permission_mode,
             max_budget_usd: self.max_budget_usd,
             require_approval: self.require_approval,
+            mcp_servers: self.mcp_servers,
             include_partial_messages: None,
             metadata: None,
             idempotency_key: None,
@@ -390,6 +396,10 @@ fn start_request(
     if let Some(mode) = &input.permission_mode {
         policy.check_mode(mode).map_err(|why| AppError::bad_input("permissionMode", why))?;
     }
+    let mcp_servers: Option<Vec<McpServer>> = input.mcp_servers.map(|s| s.into_iter().map(Into::into).collect());
+    if let Some(servers) = &mcp_servers {
+        check_mcp(policy, servers)?;
+    }
     if let Some(metadata) = &input.metadata {
         if metadata.0.to_string().len() > MAX_METADATA {
             return Err(AppError::bad_input("metadata", format!("`metadata` is larger than {MAX_METADATA} bytes")));
@@ -408,6 +418,7 @@ fn start_request(
             permission_mode: input.permission_mode,
             max_budget_usd: input.max_budget_usd,
             require_approval: input.require_approval,
+            mcp_servers,
             include_partial_messages: input.include_partial_messages.unwrap_or(false),
         },
         metadata: input.metadata.map(|m| m.0),
@@ -415,6 +426,12 @@ fn start_request(
         if_busy: input.if_busy.map(Into::into).unwrap_or_default(),
         fork_session_id,
     })
+}
+
+/// Checks MCP servers against the operator's allow-list; the error names
+/// the offending field (`mcpServers.0.command`).
+pub fn check_mcp(policy: &ToolPolicy, servers: &[McpServer]) -> AppResult<()> {
+    policy.mcp.check(servers).map_err(|(field, why)| AppError::bad_input(&field, why))
 }
 
 /// The start's options over those of the agent profile `name`, checked

@@ -19,6 +19,7 @@ mod idempotency;
 mod inputs;
 mod interactive;
 mod lifecycle;
+mod mcp;
 mod parking;
 mod pipeline;
 mod profiles;

@@ -224,7 +224,12 @@ async fn a_stopping_server_delivers_everything_then_says_goodbye(mut app: TestAp
         }
         (frames, close)
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Well under way (however slow the machine is) before the stop.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while app.execution(&execution).await["messageCount"].as_i64().unwrap_or(0) < 20 {
+        assert!(tokio::time::Instant::now() < deadline, "the run never got going");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     app.stop().await;
     let (frames, close) = reader.await.unwrap();
     assert_eq!(close, Some(1001), "a going-away close, not a cut connection");

@@ -117,6 +117,23 @@ async fn an_image_and_a_document_reach_the_model() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mcp_server_that_fails_is_reported_and_the_run_goes_on() {
+    let api = MockApi::start(vec![Reply::Text("Done without it.".into())]).await;
+    let tweak = |c: &mut claude_graphql::Config| c.mcp_stdio_commands = vec!["/nonexistent/mcp-server".into()];
+    let Some(app) = app_configured(&api, tweak).await else { return };
+    let (workspace, _) = app.workspace().await;
+    let update = "mutation($id: ID!, $i: UpdateWorkspaceInput!) { updateWorkspace(id: $id, input: $i) { id } }";
+    let servers = json!([{ "name": "broken", "command": "/nonexistent/mcp-server" }]);
+    app.ok(update, json!({ "id": workspace, "i": { "mcpServers": servers } })).await;
+    let (execution, _) = app.start(json!({ "workspaceId": workspace, "prompt": "Say hello" })).await;
+    assert_eq!(app.wait_finished(&execution).await["status"], "COMPLETED");
+    let seen = app
+        .ok("query($id: ID!) { execution(id: $id) { mcpServers { name status } } }", json!({ "id": execution }))
+        .await;
+    assert_eq!(seen["execution"]["mcpServers"], json!([{ "name": "broken", "status": "failed" }]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forked_session_continues_a_copy_under_its_own_id() {
     let api = MockApi::start(vec![Reply::Text("The first way.".into()), Reply::Text("Another way.".into())]).await;
     let Some(app) = app_with(&api).await else { return };

@@ -179,6 +179,17 @@ impl Execution {
         self.0.result.clone().map(Json)
     }
 
+    /// The MCP servers it had and their status (`connected`, `failed`,
+    /// ...), as Claude reported them when it started; empty without any.
+    async fn mcp_servers(&self) -> Vec<super::message::McpServerStatus> {
+        let servers = self.0.mcp_servers.as_ref().and_then(|v| v.as_array());
+        let status = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or_default().to_owned();
+        let servers = servers.into_iter().flatten();
+        servers
+            .map(|v| super::message::McpServerStatus { name: status(v, "name"), status: status(v, "status") })
+            .collect()
+    }
+
     /// The prompt's text (of its text blocks, when it was sent as
     /// `content`).
     async fn prompt(&self) -> &str {
@@ -210,7 +221,7 @@ impl Execution {
 
     /// The options it was started with.
     async fn options(&self) -> Json {
-        Json(self.0.options.clone())
+        Json(crate::claude::mcp::redacted_options(&self.0.options))
     }
 
     /// The client's own metadata, as given to startExecution.

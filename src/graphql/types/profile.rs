@@ -32,7 +32,7 @@ impl AgentProfile {
     /// The options, as `startExecution` stores them (`model`, `maxTurns`,
     /// `systemPrompt`, ...).
     async fn options(&self) -> Json {
-        Json(self.0.options.clone())
+        Json(crate::claude::mcp::redacted_options(&self.0.options))
     }
 
     async fn created_at(&self) -> DateTime<Utc> {

@@ -40,7 +40,7 @@ impl Schedule {
     /// The start options (model, maxTurns, ...), as `startExecution` stores
     /// them.
     async fn options(&self) -> Json {
-        Json(self.0.options.clone())
+        Json(crate::claude::mcp::redacted_options(&self.0.options))
     }
 
     /// Every occurrence continues one session (queued behind the previous

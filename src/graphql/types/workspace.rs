@@ -46,6 +46,12 @@ impl Workspace {
         self.0.daily_budget_usd
     }
 
+    /// The MCP servers its runs get (a start can add more, or replace one
+    /// by name). Environment and header values are not shown.
+    async fn mcp_servers(&self) -> Vec<crate::graphql::mcp::McpServerConfig> {
+        crate::graphql::mcp::shown(self.0.mcp_servers.as_ref())
+    }
+
     /// What the runs started here today (UTC) cost, by the CLI's estimates
     /// (a run counts once it has ended).
     #[graphql(complexity = 10)]
