@@ -32,6 +32,11 @@
 //! | `pause_at=N pause_ms=M` | before line N, be quiet for M ms |
 //! | `deaf` | read nothing more from stdin (a hung tool) |
 //! | `exit=N` | exit code at the end |
+//! | `no_structured` | with `--json-schema`, never give the structured output |
+//!
+//! With `--json-schema`, a synthetic turn answers through the
+//! StructuredOutput tool with a value of the schema's shape, and the result
+//! carries it as `structured_output`, as the CLI's does.
 //!
 //! A synthetic turn costs $0.0123; with `--max-budget-usd` below that it
 //! ends with `error_max_budget_usd`, as the CLI does when a reply goes over.
@@ -191,6 +196,7 @@ fn main() {
             started: Instant::now(),
             max_budget_usd: flag("--max-budget-usd").and_then(|v| v.parse().ok()),
             mcp_servers: mcp_servers.clone(),
+            output_schema: flag("--json-schema").and_then(|s| serde_json::from_str(&s).ok()),
         };
         code = turn.play(&message.text, &model, partial, message.uuid.as_deref());
         // An interrupt or a "now" ends one turn: the next starts afresh.
@@ -360,6 +366,9 @@ struct Turn {
     max_budget_usd: Option<f64>,
     /// `init`'s `mcp_servers`, from `--mcp-config`.
     mcp_servers: Value,
+    /// `--json-schema`: the answer comes through the StructuredOutput
+    /// tool, as the CLI has the model give it, unless `no_structured`.
+    output_schema: Option<Value>,
 }
 
 impl Turn {
@@ -592,6 +601,28 @@ impl Turn {
         }
     }
 
+    /// What the StructuredOutput tool is given: a value of the schema's
+    /// shape (None without a schema, or with `no_structured`).
+    fn structured_output(&self) -> Option<Value> {
+        fn sample(schema: &Value) -> Value {
+            if let Some(first) = schema["enum"].as_array().and_then(|e| e.first()) {
+                return first.clone();
+            }
+            match schema["type"].as_str() {
+                Some("string") => json!("fake"),
+                Some("integer" | "number") => json!(0),
+                Some("boolean") => json!(false),
+                Some("array") => json!([]),
+                Some("null") => Value::Null,
+                _ => {
+                    let properties = schema["properties"].as_object().cloned().unwrap_or_default();
+                    properties.iter().map(|(k, v)| (k.clone(), sample(v))).collect::<serde_json::Map<_, _>>().into()
+                }
+            }
+        }
+        self.output_schema.as_ref().filter(|_| !self.directives.has("no_structured")).map(sample)
+    }
+
     /// A made-up turn: init, the assistant's answer(s), and (later) a result.
     fn synthetic(&self, prompt: &str, model: &str, partial: bool) -> Vec<String> {
         let d = &self.directives;
@@ -613,6 +644,20 @@ impl Turn {
             texts.push(format!("(fake claude) You said: {prompt}"));
         } else {
             texts.push("(fake claude) Done.".into());
+        }
+        if let Some(output) = self.structured_output() {
+            let id = format!("toolu_fake_{}", Uuid::new_v4().simple());
+            let call = json!({"type": "tool_use", "id": id, "name": "StructuredOutput", "input": output});
+            lines.push(json!({
+                "type": "assistant",
+                "message": {"id": format!("msg_fake_{}", Uuid::new_v4().simple()), "type": "message", "role": "assistant", "model": model, "content": [call], "stop_reason": null, "usage": {"input_tokens": 10, "output_tokens": 5}},
+                "parent_tool_use_id": null, "session_id": self.session_id, "uuid": Uuid::new_v4(), "timestamp": now(),
+            }).to_string());
+            lines.push(json!({
+                "type": "user", "message": {"role": "user", "content": [{"tool_use_id": id, "type": "tool_result", "content": "Structured output provided successfully"}]},
+                "parent_tool_use_id": null, "session_id": self.session_id, "uuid": Uuid::new_v4(), "timestamp": now(),
+                "tool_use_result": "Structured output provided successfully",
+            }).to_string());
         }
         for text in texts {
             if partial {
@@ -662,6 +707,10 @@ impl Turn {
         });
         if let Some(text) = text {
             result["result"] = json!(text);
+        }
+        if let Some(output) = self.structured_output().filter(|_| !is_error) {
+            result["result"] = json!(output.to_string());
+            result["structured_output"] = output;
         }
         if !errors.is_empty() {
             result["errors"] = json!(errors);

@@ -31,6 +31,10 @@ pub struct RunOptions {
     /// Ask the server (and so a client) before using a tool.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub require_approval: Option<bool>,
+    /// A JSON Schema the run's final answer must match (`--json-schema`);
+    /// the answer is the result's `structured_output`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_schema: Option<serde_json::Value>,
     /// MCP servers besides the workspace's (replacing those of the same
     /// name).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -52,6 +56,7 @@ impl RunOptions {
             permission_mode: self.permission_mode.or(defaults.permission_mode),
             max_budget_usd: self.max_budget_usd.or(defaults.max_budget_usd),
             require_approval: self.require_approval.or(defaults.require_approval),
+            output_schema: self.output_schema.or(defaults.output_schema),
             mcp_servers: self.mcp_servers.or(defaults.mcp_servers),
             include_partial_messages: self.include_partial_messages,
         }
@@ -115,6 +120,9 @@ impl ClaudeCommand {
         }
         if let Some(usd) = o.max_budget_usd {
             flag("--max-budget-usd", usd.to_string());
+        }
+        if let Some(schema) = &o.output_schema {
+            flag("--json-schema", schema.to_string());
         }
         if o.require_approval == Some(true) {
             flag("--permission-prompt-tool", "stdio".into());

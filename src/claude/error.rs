@@ -29,6 +29,10 @@ pub enum ClaudeError {
     /// database): the run is stopped rather than go on unrecorded.
     #[error("{0}")]
     StorageFailed(String),
+    /// The start asked for output matching a schema, and the run ended
+    /// without any (Claude never gave output that matched).
+    #[error("the run ended without output that matches its outputSchema")]
+    NoStructuredOutput,
 }
 
 impl ClaudeError {
@@ -45,6 +49,7 @@ impl ClaudeError {
             Self::Interrupted => "INTERRUPTED",
             Self::LineTooLong { .. } => "LINE_TOO_LONG",
             Self::StorageFailed(_) => "STORAGE_FAILED",
+            Self::NoStructuredOutput => "NO_STRUCTURED_OUTPUT",
         }
     }
 }

@@ -170,7 +170,15 @@ impl Runner {
         let first = Uuid::new_v4();
         process.outstanding.insert(first.to_string());
         process.send_line(user_message(prompt, first, false));
-        let end = process.drive(&mut child, stop, self).await;
+        let mut end = process.drive(&mut child, stop, self).await;
+        // The CLI ends with success even when the model never gave output
+        // that matched the schema: that is no answer for a client that
+        // asked for one.
+        let answered =
+            end.result.as_ref().and_then(|r| r.raw.as_ref()).is_some_and(|r| !r["structured_output"].is_null());
+        if cmd.options.output_schema.is_some() && matches!(end.outcome, Outcome::Completed) && !answered {
+            end.outcome = Outcome::Failed(ClaudeError::NoStructuredOutput);
+        }
         // Nothing of the run may outlive it, also what left its group.
         if let Some(cgroup) = cgroup {
             cgroup.kill_and_remove().await;

@@ -15,6 +15,7 @@ pub const MAX_NAME: usize = 200;
 pub const MAX_PROMPT: usize = 1024 * 1024;
 const MAX_SYSTEM_PROMPT: usize = 256 * 1024;
 const MAX_METADATA: usize = 64 * 1024;
+const MAX_OUTPUT_SCHEMA: usize = 64 * 1024;
 
 /// What to run, where, and how.
 #[derive(InputObject)]
@@ -48,6 +49,11 @@ pub struct StartExecutionInput {
     /// for `answerPermissionRequest` (denied when unanswered in time).
     /// Default: the workspace's `requireApproval`.
     pub require_approval: Option<bool>,
+    /// A JSON Schema (an object, at most 64 KiB) that the run's final
+    /// answer must match (the CLI's `--json-schema`): the answer is then
+    /// `Execution.structuredOutput`, and a run that ends without one fails
+    /// with NO_STRUCTURED_OUTPUT.
+    pub output_schema: Option<Json>,
     /// MCP servers for this run, besides the workspace's (one of the same
     /// name replaces the workspace's). Passed as `--mcp-config` with
     /// `--strict-mcp-config`: no other MCP server is loaded.
@@ -98,6 +104,7 @@ pub struct RunOptionsInput {
     pub permission_mode: Option<String>,
     pub max_budget_usd: Option<f64>,
     pub require_approval: Option<bool>,
+    pub output_schema: Option<Json>,
     pub mcp_servers: Option<Vec<super::mcp::McpServerInput>>,
 }
 
@@ -119,6 +126,7 @@ impl RunOptionsInput {
             permission_mode: self.permission_mode,
             max_budget_usd: self.max_budget_usd,
             require_approval: self.require_approval,
+            output_schema: self.output_schema,
             mcp_servers: self.mcp_servers,
             include_partial_messages: None,
             metadata: None,
@@ -396,6 +404,13 @@ fn start_request(
     if let Some(mode) = &input.permission_mode {
         policy.check_mode(mode).map_err(|why| AppError::bad_input("permissionMode", why))?;
     }
+    if let Some(schema) = &input.output_schema {
+        json_no_nul("outputSchema", &schema.0)?;
+        if !schema.0.is_object() || schema.0.to_string().len() > MAX_OUTPUT_SCHEMA {
+            let why = format!("`outputSchema` is a JSON Schema object of at most {MAX_OUTPUT_SCHEMA} bytes");
+            return Err(AppError::bad_input("outputSchema", why));
+        }
+    }
     let mcp_servers: Option<Vec<McpServer>> = input.mcp_servers.map(|s| s.into_iter().map(Into::into).collect());
     if let Some(servers) = &mcp_servers {
         check_mcp(policy, servers)?;
@@ -418,6 +433,7 @@ fn start_request(
             permission_mode: input.permission_mode,
             max_budget_usd: input.max_budget_usd,
             require_approval: input.require_approval,
+            output_schema: input.output_schema.map(|s| s.0),
             mcp_servers,
             include_partial_messages: input.include_partial_messages.unwrap_or(false),
         },

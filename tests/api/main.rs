@@ -29,6 +29,7 @@ mod replicas;
 mod runs;
 mod schedules;
 mod security;
+mod structured;
 mod transport;
 mod typed;
 mod webhooks;

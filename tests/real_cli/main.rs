@@ -328,3 +328,38 @@ async fn a_follow_up_joins_the_run() {
     assert!(all.contains("first answer") && all.contains("Second answer."), "{all}");
     assert!(api.requests().iter().any(|r| r.to_string().contains("And another thing")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn structured_output_comes_from_the_cli() {
+    let api = MockApi::start(vec![
+        Reply::Tool { name: "StructuredOutput".into(), input: json!({ "name": "Ada" }) },
+        // The second run never calls the tool (the CLI asks it to, once).
+        Reply::Text("No.".into()),
+        Reply::Text("Still no.".into()),
+    ])
+    .await;
+    let Some(app) = app_with(&api).await else { return };
+    let (workspace, _) = app.workspace().await;
+    let schema = json!({ "type": "object", "properties": { "name": { "type": "string" } }, "required": ["name"] });
+    let start = "mutation($i: StartExecutionInput!) { startExecution(input: $i) { execution { id } } }";
+    let read = "query($id: ID!) { execution(id: $id) { status structuredOutput error { code } } }";
+    let first =
+        app.ok(start, json!({ "i": { "workspaceId": workspace, "prompt": "Name one", "outputSchema": schema } })).await;
+    let id = first["startExecution"]["execution"]["id"].as_str().unwrap().to_owned();
+    app.wait_finished(&id).await;
+    let done = app.ok(read, json!({ "id": id })).await;
+    assert_eq!(done["execution"]["status"], "COMPLETED", "{done}");
+    assert_eq!(done["execution"]["structuredOutput"], json!({ "name": "Ada" }));
+    // The CLI offered the model the schema as its StructuredOutput tool.
+    let tools = api.requests()[0]["tools"].clone();
+    let tool = tools.as_array().unwrap().iter().find(|t| t["name"] == "StructuredOutput").expect("the tool");
+    assert_eq!(tool["input_schema"], schema);
+
+    let second =
+        app.ok(start, json!({ "i": { "workspaceId": workspace, "prompt": "Name one", "outputSchema": schema } })).await;
+    let id = second["startExecution"]["execution"]["id"].as_str().unwrap().to_owned();
+    app.wait_finished(&id).await;
+    let failed = app.ok(read, json!({ "id": id })).await;
+    assert_eq!(failed["execution"]["status"], "FAILED", "{failed}");
+    assert_eq!(failed["execution"]["error"]["code"], "NO_STRUCTURED_OUTPUT");
+}

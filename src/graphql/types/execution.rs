@@ -179,6 +179,13 @@ impl Execution {
         self.0.result.clone().map(Json)
     }
 
+    /// The answer that matched the start's `outputSchema` (the result's
+    /// `structured_output`); null without a schema, or before the end.
+    async fn structured_output(&self) -> Option<Json> {
+        let output = self.0.result.as_ref()?.get("structured_output")?;
+        (!output.is_null()).then(|| Json(output.clone()))
+    }
+
     /// The MCP servers it had and their status (`connected`, `failed`,
     /// ...), as Claude reported them when it started; empty without any.
     async fn mcp_servers(&self) -> Vec<super::message::McpServerStatus> {
