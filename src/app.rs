@@ -98,6 +98,7 @@ impl App {
                     zone: config.limit_timezone,
                 },
                 user_daily_budget_usd: config.user_daily_budget_usd,
+                track_changes: config.track_changes,
                 runner: Runner {
                     max_line_bytes: config.max_line_bytes,
                     grace: config.cancel_grace,

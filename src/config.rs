@@ -296,6 +296,11 @@ pub struct Config {
     #[arg(long = "permission-timeout", env = "PERMISSION_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
     pub permission_timeout: Duration,
 
+    /// Record what each run changed in its workspace (`Execution.changes`):
+    /// by git snapshots in a repository, else from its Write and Edit calls.
+    #[arg(long = "track-changes", env = "TRACK_CHANGES", default_value_t = true, action = clap::ArgAction::Set)]
+    pub track_changes: bool,
+
     /// Programs that may run as stdio MCP servers (absolute paths,
     /// comma-separated); none when not set.
     #[arg(long = "mcp-stdio-commands", env = "MCP_STDIO_COMMANDS", value_delimiter = ',')]

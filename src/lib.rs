@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod attachments;
+pub mod changes;
 pub mod claude;
 pub mod config;
 pub mod db;

@@ -48,6 +48,8 @@ pub struct Model {
     pub park_count: i32,
     /// The MCP servers' status, as its first `init` line reported it.
     pub mcp_servers: Option<Json>,
+    /// What it changed in its workspace (`changes::Changes`).
+    pub changes: Option<Json>,
 }
 
 /// Where a run is; stored as its name (`PENDING`, ...).

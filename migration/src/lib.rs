@@ -19,6 +19,7 @@ mod m20261201_000014_session_forks;
 mod m20261201_000015_agent_profiles;
 mod m20261201_000016_attachments;
 mod m20261201_000017_mcp_servers;
+mod m20261201_000018_execution_changes;
 
 pub struct Migrator;
 
@@ -43,6 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000015_agent_profiles::Migration),
             Box::new(m20261201_000016_attachments::Migration),
             Box::new(m20261201_000017_mcp_servers::Migration),
+            Box::new(m20261201_000018_execution_changes::Migration),
         ]
     }
 }

@@ -32,6 +32,8 @@
 //! | `pause_at=N pause_ms=M` | before line N, be quiet for M ms |
 //! | `deaf` | read nothing more from stdin (a hung tool) |
 //! | `exit=N` | exit code at the end |
+//! | `edit=A,B` | append a line to each file (made if missing) through Write calls, with the CLI's result lines |
+//! | `rm=FILE` | delete a file, as a shell command would (no tool result says so) |
 //! | `no_structured` | with `--json-schema`, never give the structured output |
 //!
 //! With `--json-schema`, a synthetic turn answers through the
@@ -601,6 +603,54 @@ impl Turn {
         }
     }
 
+    /// `edit=a.txt,b.txt`: each file gets a line appended (made if it is
+    /// not there) through a Write call, whose result line is shaped as the
+    /// CLI's (`tool_use_result` with `structuredPatch`); `rm=FILE` deletes
+    /// a file as a shell command would, with no tool result saying so.
+    fn file_edits(&self, model: &str) -> Vec<String> {
+        const LINE: &str = "edited by fake claude";
+        let cwd = std::env::current_dir().unwrap_or_default();
+        if let Some(gone) = self.directives.0.get("rm") {
+            let _ = std::fs::remove_file(cwd.join(gone));
+        }
+        let Some(files) = self.directives.0.get("edit") else { return Vec::new() };
+        let mut lines = Vec::new();
+        for name in files.split(',') {
+            let path = cwd.join(name);
+            let old = std::fs::read_to_string(&path).ok();
+            let content = format!("{}{LINE}\n", old.clone().unwrap_or_default());
+            if std::fs::write(&path, &content).is_err() {
+                continue;
+            }
+            let file = path.display().to_string();
+            let result = match &old {
+                None => {
+                    json!({"type": "create", "filePath": file, "content": content, "structuredPatch": [], "originalFile": null})
+                }
+                Some(old) => {
+                    let n = old.lines().count();
+                    let mut hunk: Vec<String> = old.lines().map(|l| format!(" {l}")).collect();
+                    hunk.push(format!("+{LINE}"));
+                    json!({"type": "update", "filePath": file, "content": content, "originalFile": old,
+                        "structuredPatch": [{"oldStart": 1, "oldLines": n, "newStart": 1, "newLines": n + 1, "lines": hunk}]})
+                }
+            };
+            let id = format!("toolu_fake_{}", Uuid::new_v4().simple());
+            let call = json!({"type": "tool_use", "id": id, "name": "Write", "input": {"file_path": file, "content": content}});
+            lines.push(json!({
+                "type": "assistant",
+                "message": {"id": format!("msg_fake_{}", Uuid::new_v4().simple()), "type": "message", "role": "assistant", "model": model, "content": [call], "stop_reason": null, "usage": {"input_tokens": 10, "output_tokens": 5}},
+                "parent_tool_use_id": null, "session_id": self.session_id, "uuid": Uuid::new_v4(), "timestamp": now(),
+            }).to_string());
+            lines.push(json!({
+                "type": "user", "message": {"role": "user", "content": [{"tool_use_id": id, "type": "tool_result", "content": format!("File written: {file}")}]},
+                "parent_tool_use_id": null, "session_id": self.session_id, "uuid": Uuid::new_v4(), "timestamp": now(),
+                "tool_use_result": result,
+            }).to_string());
+        }
+        lines
+    }
+
     /// What the StructuredOutput tool is given: a value of the schema's
     /// shape (None without a schema, or with `no_structured`).
     fn structured_output(&self) -> Option<Value> {
@@ -645,6 +695,7 @@ impl Turn {
         } else {
             texts.push("(fake claude) Done.".into());
         }
+        lines.extend(self.file_edits(model));
         if let Some(output) = self.structured_output() {
             let id = format!("toolu_fake_{}", Uuid::new_v4().simple());
             let call = json!({"type": "tool_use", "id": id, "name": "StructuredOutput", "input": output});

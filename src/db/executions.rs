@@ -55,6 +55,7 @@ pub async fn create(db: &impl ConnectionTrait, new: NewExecution) -> DbResult<ex
         resume_at: Set(None),
         park_count: Set(0),
         mcp_servers: Set(None),
+        changes: Set(None),
     };
     let created = model.insert(db).await?;
     super::clock::touch(db, created.id).await?;
@@ -143,6 +144,30 @@ pub async fn record_init(
         .exec(db)
         .await?;
     super::sessions::set_claude_session_id(db, session_id, claude_session_id).await
+}
+
+/// What the runs of a session changed, oldest first (those that did).
+pub async fn changes_of_session(db: &DatabaseConnection, session_id: Uuid) -> DbResult<Vec<Json>> {
+    let rows: Vec<Option<Json>> = execution::Entity::find()
+        .filter(execution::Column::SessionId.eq(session_id))
+        .filter(execution::Column::Changes.is_not_null())
+        .select_only()
+        .column(execution::Column::Changes)
+        .order_by_asc(execution::Column::Id)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().flatten().collect())
+}
+
+/// Stores what a run changed in its workspace (see `changes`).
+pub async fn set_changes(db: &DatabaseConnection, id: Uuid, changes: Json) -> DbResult<()> {
+    execution::Entity::update_many()
+        .col_expr(execution::Column::Changes, Expr::value(changes))
+        .filter(execution::Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    Ok(())
 }
 
 /// How a run ended, as stored.

@@ -59,6 +59,9 @@ pub struct Recorded {
     pub claude_session_id: Option<String>,
     /// Set when the store failed for good; the run must be stopped.
     pub store_failed: bool,
+    /// The `tool_use_result`s of its Write and Edit calls (what it changed,
+    /// where git cannot tell).
+    pub file_edits: Vec<serde_json::Value>,
 }
 
 impl Recorder {
@@ -215,6 +218,9 @@ impl Recorder {
                         warn!(error = %e, "could not record claude's session id");
                     }
                 }
+            }
+            LineKind::Other if line.type_name == "user" && crate::changes::may_be_file_edit(&line.payload) => {
+                recorded.file_edits.extend(crate::changes::file_edit(&line.payload));
             }
             // One API reply comes as several assistant lines sharing an id.
             LineKind::Other if line.type_name == "assistant" => {

@@ -114,6 +114,12 @@ impl Executor {
         };
         let store_stop = stop.clone();
         let recording = tokio::spawn(recorder.run(rx, move || store_stop.stop(StopReason::Shutdown)));
+        // The workspace as the run found it (a resumed parked run compares
+        // with what it found when it resumed).
+        let before = match inner.track_changes {
+            true => crate::changes::snapshot(&command.cwd).await,
+            false => None,
+        };
         let end = inner.runner.run(&command, &prompt, tx, commands, stop.clone()).await;
         let (publisher, recorded) = match recording.await {
             Ok(done) => done,
@@ -124,6 +130,9 @@ impl Executor {
                 (publisher, Default::default())
             }
         };
+        if inner.track_changes {
+            self.record_changes(execution.id, &command.cwd, before, &recorded.file_edits).await;
+        }
         let finish = if recorded.store_failed {
             failure(&ClaudeError::StorageFailed("messages could not be stored; the run was stopped".into()), Some(&end))
         } else {
@@ -150,6 +159,23 @@ impl Executor {
             return self.park(execution, publisher, until, recorded.message_count, cost).await;
         }
         self.finish(execution, publisher, finish).await
+    }
+
+    /// Stores what a run changed: against the snapshot `before` (taken in a
+    /// repository), else as its Write and Edit results say.
+    async fn record_changes(&self, id: Uuid, cwd: &Path, before: Option<String>, edits: &[serde_json::Value]) {
+        let changes = match before {
+            Some(base) => match crate::changes::snapshot(cwd).await {
+                Some(head) => crate::changes::between(cwd, &base, &head).await,
+                None => None,
+            },
+            None => crate::changes::from_tool_results(cwd, edits),
+        };
+        let Some(changes) = changes else { return };
+        let json = serde_json::to_value(&changes).unwrap_or_default();
+        if let Err(e) = db::executions::set_changes(&self.inner.db, id, json).await {
+            warn!(error = %e, "could not store what the run changed");
+        }
     }
 
     /// Until when a run that ended as `end` is parked, if it is: it hit a

@@ -183,6 +183,7 @@ struct Inner {
     parking: Parking,
     /// What one user's runs may cost per day (UTC).
     user_daily_budget_usd: Option<f64>,
+    track_changes: bool,
 }
 
 /// How the executor is set up.
@@ -205,6 +206,8 @@ pub struct ExecutorConfig {
     pub parking: Parking,
     /// What one user's runs may cost per day (UTC).
     pub user_daily_budget_usd: Option<f64>,
+    /// Record what each run changed in its workspace (`changes`).
+    pub track_changes: bool,
 }
 
 impl Executor {
@@ -231,6 +234,7 @@ impl Executor {
                 idempotency_ttl: config.idempotency_ttl,
                 parking: config.parking,
                 user_daily_budget_usd: config.user_daily_budget_usd,
+                track_changes: config.track_changes,
             }),
         }
     }

@@ -9,6 +9,7 @@ mod attachments;
 mod auth;
 mod browser;
 mod budgets;
+mod changes;
 mod client_ts;
 mod dashboard;
 mod failures;

@@ -179,6 +179,13 @@ impl Execution {
         self.0.result.clone().map(Json)
     }
 
+    /// What it changed in its workspace, once it has ended: from git
+    /// snapshots before and after it in a repository, else from its Write
+    /// and Edit calls. Null when nothing was changed or TRACK_CHANGES is off.
+    async fn changes(&self) -> Option<super::changes::Changes> {
+        super::changes::stored(self.0.changes.as_ref()).map(Into::into)
+    }
+
     /// The answer that matched the start's `outputSchema` (the result's
     /// `structured_output`); null without a schema, or before the end.
     async fn structured_output(&self) -> Option<Json> {

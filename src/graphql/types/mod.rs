@@ -1,6 +1,7 @@
 //! The GraphQL object types: thin views over stored rows and live events.
 
 pub mod attachment;
+pub mod changes;
 mod connection;
 pub mod dashboard;
 pub mod event;

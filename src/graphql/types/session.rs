@@ -93,6 +93,29 @@ impl Session {
         Ok(loaders(ctx)?.executions.load_one(id).await.map_err(load_error).gql()?.map(Execution))
     }
 
+    /// What its runs changed in the workspace, together: in a repository,
+    /// from the snapshot before its first run to the one after its last;
+    /// else their Write and Edit results one after another. Null when none
+    /// changed anything.
+    async fn changes(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<super::changes::Changes>> {
+        let state = super::state(ctx)?;
+        let runs = db::executions::changes_of_session(&state.db, self.0.id).await.gql()?;
+        let runs: Vec<crate::changes::Changes> = runs.iter().filter_map(|c| super::changes::stored(Some(c))).collect();
+        let (Some(first), Some(last)) = (runs.first(), runs.last()) else { return Ok(None) };
+        if let (Some(base), Some(head)) = (&first.base, &last.head) {
+            if runs.iter().all(|r| r.source == "git") {
+                let workspace = db::workspaces::find(&state.db, self.0.workspace_id).await.gql()?;
+                let path = workspace.map(|w| std::path::PathBuf::from(w.path));
+                if let Some(path) = path {
+                    if let Some(changes) = crate::changes::between(&path, base, head).await {
+                        return Ok(Some(changes.into()));
+                    }
+                }
+            }
+        }
+        Ok(crate::changes::concatenated(runs).map(Into::into))
+    }
+
     /// The session's executions, newest first.
     #[graphql(complexity = "page_cost(first, child_complexity)")]
     async fn executions(
