@@ -8,28 +8,18 @@
 //! seen. Elsewhere the run's Write and Edit tool results are what it
 //! changed, as the CLI reported them.
 //!
-//! git runs confined like `claude` itself (the workspace's own config can
-//! name programs for it to run: hooks and fsmonitor are switched off, and
-//! what is left is killed with its cgroup), with a time limit.
+//! git runs as `crate::git` runs it: confined, without hooks.
 
 use std::{
     collections::BTreeMap,
-    os::fd::AsRawFd,
     path::{Path, PathBuf},
-    process::Stdio,
-    time::Duration,
 };
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::claude::sandbox;
-
 /// The longest diff kept.
 pub const MAX_DIFF: usize = 256 * 1024;
-
-/// One git command, at most.
-const GIT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What was changed, as stored with an execution.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -60,38 +50,10 @@ pub struct FileChange {
     pub deletions: Option<i64>,
 }
 
-/// Runs git in `dir` (confined, without hooks or fsmonitor, without the
-/// user's or the system's config); its stdout when it succeeds.
+/// Runs git in `dir`; its stdout when it succeeds.
 async fn git(dir: &Path, args: &[&str], index: Option<&Path>) -> Option<Vec<u8>> {
-    let dir_fd = sandbox::open_dir_nofollow(dir).ok()?;
-    let mut cmd = tokio::process::Command::new("git");
-    cmd.args(["-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null", "-c", "core.quotePath=false"])
-        .args(args)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_OPTIONAL_LOCKS", "0")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .kill_on_drop(true);
-    if let Some(index) = index {
-        cmd.env("GIT_INDEX_FILE", index);
-    }
-    for key in sandbox::SECRET_ENV {
-        cmd.env_remove(key);
-    }
-    let cgroup = sandbox::RunCgroup::create(&format!("git-{}", uuid::Uuid::new_v4()));
-    sandbox::confine_child(&mut cmd, dir_fd.as_raw_fd(), cgroup.as_ref().map(sandbox::RunCgroup::procs_fd));
-    let output = match cmd.spawn() {
-        Ok(child) => tokio::time::timeout(GIT_TIMEOUT, child.wait_with_output()).await.ok().and_then(Result::ok),
-        Err(_) => None,
-    };
-    if let Some(cgroup) = cgroup {
-        cgroup.kill_and_remove().await;
-    }
-    output.filter(|o| o.status.success()).map(|o| o.stdout)
+    let env: Vec<(&str, &std::ffi::OsStr)> = index.map(|i| ("GIT_INDEX_FILE", i.as_os_str())).into_iter().collect();
+    crate::git::run(dir, args, &env).await.filter(|o| o.ok).map(|o| o.stdout)
 }
 
 fn text(bytes: Vec<u8>) -> String {

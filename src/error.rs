@@ -32,6 +32,9 @@ pub enum AppError {
     BudgetExceeded(String),
     #[error("{0}")]
     ClaudeUnavailable(String),
+    /// The change conflicts with the state it would change (a merge).
+    #[error("{0}")]
+    Conflict(String),
     /// Something broke on our side; the text is logged, not sent.
     #[error("internal error")]
     Internal(String),
@@ -53,6 +56,7 @@ impl AppError {
             AppError::BudgetExceeded(_) => "BUDGET_EXCEEDED",
             AppError::RateLimited { .. } => "RATE_LIMITED",
             AppError::ClaudeUnavailable(_) => "CLAUDE_UNAVAILABLE",
+            AppError::Conflict(_) => "CONFLICT",
             AppError::Internal(_) => "INTERNAL_ERROR",
         }
     }

@@ -10,6 +10,7 @@ pub mod db;
 pub mod error;
 pub mod events;
 pub mod executor;
+pub mod git;
 pub mod graphql;
 pub mod http;
 pub mod paths;
@@ -17,6 +18,7 @@ pub mod schedules;
 pub mod state;
 pub mod telemetry;
 pub mod webhooks;
+pub mod worktrees;
 
 pub use app::App;
 pub use config::Config;

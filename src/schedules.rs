@@ -121,6 +121,8 @@ impl Scheduler {
             idempotency_key: Some(format!("schedule:{}:{}", schedule.id, occurrence.timestamp())),
             if_busy: IfBusy::Queue,
             fork_session_id: None,
+            worktree: None,
+            base_ref: None,
         };
         let mut started = self.executor.start(&schedule.owner, request.clone()).await;
         if request.session_id.is_some()

@@ -25,6 +25,12 @@ pub struct Model {
     pub title: Option<String>,
     /// The session this one was forked from (its conversation so far).
     pub forked_from_id: Option<Uuid>,
+    /// Its git worktree (see `worktrees`): directory, branch, base commit,
+    /// and `ACTIVE`, `MERGED` or `DISCARDED`.
+    pub worktree_path: Option<String>,
+    pub worktree_branch: Option<String>,
+    pub worktree_base: Option<String>,
+    pub worktree_state: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

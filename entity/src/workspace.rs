@@ -19,6 +19,8 @@ pub struct Model {
     pub daily_budget_usd: Option<f64>,
     /// The MCP servers its runs get (a list, as `RunOptions` holds them).
     pub mcp_servers: Option<Json>,
+    /// New sessions here get a git worktree of their own by default.
+    pub use_worktrees: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -20,6 +20,7 @@ mod m20261201_000015_agent_profiles;
 mod m20261201_000016_attachments;
 mod m20261201_000017_mcp_servers;
 mod m20261201_000018_execution_changes;
+mod m20261201_000019_session_worktrees;
 
 pub struct Migrator;
 
@@ -45,6 +46,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000016_attachments::Migration),
             Box::new(m20261201_000017_mcp_servers::Migration),
             Box::new(m20261201_000018_execution_changes::Migration),
+            Box::new(m20261201_000019_session_worktrees::Migration),
         ]
     }
 }

@@ -10,6 +10,11 @@ use super::DbResult;
 pub const ACTIVE: &str = "ACTIVE";
 pub const CLOSED: &str = "CLOSED";
 
+/// A session's worktree: in use, merged back, or thrown away.
+pub const WORKTREE_ACTIVE: &str = "ACTIVE";
+pub const WORKTREE_MERGED: &str = "MERGED";
+pub const WORKTREE_DISCARDED: &str = "DISCARDED";
+
 /// The longest title a session gets from its first prompt.
 pub const TITLE_CHARS: usize = 80;
 
@@ -17,14 +22,16 @@ pub const TITLE_CHARS: usize = 80;
 /// first line of its first prompt.
 pub async fn create(
     db: &impl ConnectionTrait,
+    id: Uuid,
     workspace_id: Uuid,
     execution_id: Uuid,
     prompt: &str,
     forked_from: Option<Uuid>,
+    worktree: Option<&crate::worktrees::Worktree>,
 ) -> DbResult<session::Model> {
     let now = Utc::now();
     let model = session::ActiveModel {
-        id: Set(Uuid::now_v7()),
+        id: Set(id),
         workspace_id: Set(workspace_id),
         status: Set(ACTIVE.into()),
         claude_session_id: Set(None),
@@ -35,8 +42,48 @@ pub async fn create(
         last_activity_at: Set(now),
         title: Set(Some(title_of(prompt))),
         forked_from_id: Set(forked_from),
+        worktree_path: Set(worktree.map(|w| w.path.display().to_string())),
+        worktree_branch: Set(worktree.map(|w| w.branch.clone())),
+        worktree_base: Set(worktree.map(|w| w.base.clone())),
+        worktree_state: Set(worktree.map(|_| WORKTREE_ACTIVE.to_owned())),
     };
     Ok(model.insert(db).await?)
+}
+
+/// A session's worktree, if it has one that is still there to use.
+pub fn worktree(session: &session::Model) -> Option<crate::worktrees::Worktree> {
+    if session.worktree_state.as_deref() != Some(WORKTREE_ACTIVE) {
+        return None;
+    }
+    Some(crate::worktrees::Worktree {
+        path: session.worktree_path.clone()?.into(),
+        branch: session.worktree_branch.clone()?,
+        base: session.worktree_base.clone()?,
+    })
+}
+
+/// A workspace's sessions whose worktree is in use.
+pub async fn with_worktrees(db: &impl ConnectionTrait, workspace_id: Uuid) -> DbResult<Vec<session::Model>> {
+    Ok(session::Entity::find()
+        .filter(session::Column::WorkspaceId.eq(workspace_id))
+        .filter(session::Column::WorktreeState.eq(WORKTREE_ACTIVE))
+        .all(db)
+        .await?)
+}
+
+/// Ends a session whose worktree was merged or discarded (`state`): it is
+/// closed, as no run may work in that directory again. False if a run is
+/// active in it (or it has no active worktree).
+pub async fn end_worktree(db: &impl ConnectionTrait, id: Uuid, state: &str) -> DbResult<bool> {
+    let done = session::Entity::update_many()
+        .col_expr(session::Column::WorktreeState, Expr::value(state))
+        .col_expr(session::Column::Status, Expr::value(CLOSED))
+        .filter(session::Column::Id.eq(id))
+        .filter(session::Column::WorktreeState.eq(WORKTREE_ACTIVE))
+        .filter(session::Column::ActiveExecutionId.is_null())
+        .exec(db)
+        .await?;
+    Ok(done.rows_affected == 1)
 }
 
 /// A title from a prompt: its first non-blank line, shortened to

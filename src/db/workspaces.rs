@@ -23,6 +23,7 @@ pub async fn create(
         require_approval: Set(require_approval),
         daily_budget_usd: Set(None),
         mcp_servers: Set(None),
+        use_worktrees: Set(false),
     };
     Ok(model.insert(db).await?)
 }
@@ -150,6 +151,16 @@ async fn conflict(db: &impl ConnectionTrait, owner: &str, path: &str) -> DbResul
     } else {
         None
     })
+}
+
+/// Sets whether a workspace's new sessions get worktrees by default.
+pub async fn set_use_worktrees(db: &impl ConnectionTrait, id: Uuid, on: bool) -> DbResult<()> {
+    workspace::Entity::update_many()
+        .filter(workspace::Column::Id.eq(id))
+        .col_expr(workspace::Column::UseWorktrees, sea_orm::sea_query::Expr::value(on))
+        .exec(db)
+        .await?;
+    Ok(())
 }
 
 /// Sets the MCP servers a workspace's runs get (None: none).

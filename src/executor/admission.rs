@@ -63,6 +63,8 @@ impl Executor {
             None => None,
         };
 
+        let new_session_id = Uuid::now_v7();
+        let worktree = self.worktree_for(&req, &workspace, new_session_id).await?;
         let execution_id = Uuid::now_v7();
         // The channel exists before the execution does, so a subscriber can
         // never find a live execution without one.
@@ -122,7 +124,9 @@ impl Executor {
             }
             None => {
                 let forked_from = fork_of.as_ref().map(|(source, _)| *source);
-                db::sessions::create(&txn, workspace.id, execution_id, &req.prompt.text(), forked_from).await?
+                let (id, title) = (new_session_id, req.prompt.text());
+                db::sessions::create(&txn, id, workspace.id, execution_id, &title, forked_from, worktree.as_ref())
+                    .await?
             }
         };
         let queued = queued_behind.is_some();
@@ -171,7 +175,7 @@ impl Executor {
         }
         // No await between the commit and the spawn: if the client goes away
         // and this future is dropped, the run still has its task.
-        let mut command = self.command_for(&execution, &workspace, req.options, budget_left);
+        let mut command = self.command_for(&execution, &workspace, &session, req.options, budget_left);
         command.fork = fork_of.is_some();
         self.spawn_run(execution.clone(), command, content, publisher);
         let session = db::sessions::find(db, session.id).await?.unwrap_or(session);
@@ -184,6 +188,7 @@ impl Executor {
         &self,
         execution: &execution::Model,
         workspace: &entity::workspace::Model,
+        session: &session::Model,
         mut options: RunOptions,
         budget_left: Option<f64>,
     ) -> ClaudeCommand {
@@ -197,11 +202,38 @@ impl Executor {
         ClaudeCommand {
             run_id: execution.id,
             bin: self.inner.claude_bin.clone(),
-            cwd: PathBuf::from(&workspace.path),
+            // A session with a worktree runs there.
+            cwd: db::sessions::worktree(session).map_or_else(|| PathBuf::from(&workspace.path), |w| w.path),
             resume: execution.resumed_from.clone(),
             fork: false,
             options,
         }
+    }
+
+    /// The worktree a start's new session gets, if it gets one: asked for,
+    /// or the workspace's default (not for a fork, which must continue in
+    /// its session's directory, where Claude keeps the conversation).
+    async fn worktree_for(
+        &self,
+        req: &StartRequest,
+        workspace: &entity::workspace::Model,
+        session_id: Uuid,
+    ) -> AppResult<Option<crate::worktrees::Worktree>> {
+        const FIELD: &str = "worktree";
+        let asked = req.worktree == Some(true);
+        if req.session_id.is_some() || req.fork_session_id.is_some() {
+            if asked {
+                let why = "only a new session gets a worktree (a fork continues where its session ran)";
+                return Err(AppError::bad_input(FIELD, why));
+            }
+            return Ok(None);
+        }
+        if !req.worktree.unwrap_or(workspace.use_worktrees) {
+            return Ok(None);
+        }
+        let repo = std::path::Path::new(&workspace.path);
+        let planned = crate::worktrees::Worktree::plan(repo, session_id, req.base_ref.as_deref()).await;
+        planned.map(Some).map_err(|(field, why)| AppError::bad_input(field, why))
     }
 
     /// The session a fork copies, and the Claude session it resumes: the
@@ -317,6 +349,8 @@ impl StartRequest {
             "metadata": self.metadata,
             "ifBusy": format!("{:?}", self.if_busy),
             "forkSessionId": self.fork_session_id,
+            "worktree": self.worktree,
+            "baseRef": self.base_ref,
         });
         format!("{:x}", Sha256::digest(canonical.to_string()))
     }

@@ -90,7 +90,18 @@ impl Executor {
 
         // Where this run's messages start in the session's sequence.
         let session_base = match db::sessions::find(&inner.db, execution.session_id).await {
-            Ok(Some(session)) => session.message_count,
+            Ok(Some(session)) => {
+                // A worktree is made by its session's first run, here.
+                if let Some(worktree) = db::sessions::worktree(&session) {
+                    if let Err(reason) = worktree.ensure().await {
+                        let bin = command.bin.display().to_string();
+                        return self
+                            .finish(execution, publisher, failure(&ClaudeError::SpawnFailed { bin, reason }, None))
+                            .await;
+                    }
+                }
+                session.message_count
+            }
             other => {
                 warn!(?other, "could not read the session");
                 let finish = failure(&ClaudeError::StorageFailed("the store is unavailable".into()), None);
@@ -321,6 +332,8 @@ impl Executor {
             .await?
             .ok_or(AppError::NotFound("workspace"))?;
         self.inner.roots.check_registered(&workspace.path, &workspace.owner)?;
+        let session =
+            db::sessions::find(&self.inner.db, execution.session_id).await?.ok_or(AppError::NotFound("session"))?;
         let options = serde_json::from_value(execution.options.clone())
             .map_err(|e| AppError::Internal(format!("the stored options: {e}")))?;
         self.check_mcp(&workspace, &options)?;
@@ -328,7 +341,7 @@ impl Executor {
         if budget_left.is_some_and(|left| left <= 0.0) {
             return Err(AppError::BudgetExceeded(super::admission::BUDGET_SPENT.into()));
         }
-        Ok(self.command_for(execution, &workspace, options, budget_left))
+        Ok(self.command_for(execution, &workspace, &session, options, budget_left))
     }
 
     /// Stores the final state, then sends the terminal event (in that order:

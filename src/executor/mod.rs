@@ -94,6 +94,10 @@ pub struct StartRequest {
     /// Start a new session that continues a copy of this one's
     /// conversation (`--resume … --fork-session`).
     pub fork_session_id: Option<Uuid>,
+    /// Give a new session a git worktree of its own (the workspace's
+    /// default when None), from this ref (HEAD when None).
+    pub worktree: Option<bool>,
+    pub base_ref: Option<String>,
 }
 
 /// What a start on a busy session does.

@@ -41,6 +41,9 @@ pub struct UpdateWorkspaceInput {
     /// removes them). Each must be allowed by the operator (see
     /// `McpServerInput`).
     pub mcp_servers: Option<Vec<super::mcp::McpServerInput>>,
+    /// New sessions get a git worktree of their own unless a start says
+    /// otherwise (the workspace must be at the top of a git repository).
+    pub use_worktrees: Option<bool>,
 }
 
 /// What a deletion removed.
@@ -126,8 +129,42 @@ impl ManagementMutation {
         if let Some(servers) = mcp_servers {
             db::workspaces::set_mcp_servers(&state.db, id, servers).await.gql()?;
         }
+        if let Some(on) = input.use_worktrees {
+            db::workspaces::set_use_worktrees(&state.db, id, on).await.gql()?;
+        }
         let workspace = db::workspaces::get(&state.db, owner, id).await.gql()?;
         Ok(Workspace(workspace.ok_or(AppError::NotFound("workspace")).gql()?))
+    }
+
+    /// Merges a session's worktree back: what its runs left uncommitted is
+    /// committed on its branch (with `message`), the branch is merged into
+    /// what the repository's main checkout has checked out, and the
+    /// worktree and branch are removed. The session is then closed. A
+    /// merge that conflicts is undone (CONFLICT, naming the files) and the
+    /// worktree stays; refused (SESSION_BUSY) while a run is active.
+    async fn merge_session_worktree(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        #[graphql(desc = "The commit message (default: the session's title)")] message: Option<String>,
+    ) -> async_graphql::Result<Session> {
+        let (session, worktree) = active_worktree(ctx, &id).await.gql()?;
+        let message =
+            message.unwrap_or_else(|| session.title.clone().unwrap_or_else(|| "claude-graphql session".into()));
+        if message.trim().is_empty() || message.contains('\0') || message.len() > 10_000 {
+            return Err(AppError::bad_input("message", "a commit message is 1 to 10000 bytes, without NUL")).gql();
+        }
+        worktree.merge(&message).await.map_err(AppError::Conflict).gql()?;
+        end_worktree(ctx, &session, db::sessions::WORKTREE_MERGED).await.gql()
+    }
+
+    /// Throws a session's worktree and branch away (what its runs did
+    /// there is lost), and closes the session. Refused (SESSION_BUSY) while
+    /// a run is active.
+    async fn discard_session_worktree(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Session> {
+        let (session, worktree) = active_worktree(ctx, &id).await.gql()?;
+        worktree.remove(true).await.map_err(AppError::Internal).gql()?;
+        end_worktree(ctx, &session, db::sessions::WORKTREE_DISCARDED).await.gql()
     }
 
     /// Deletes a workspace with all its sessions, executions and messages
@@ -172,8 +209,21 @@ impl ManagementMutation {
 async fn remove(ctx: &Context<'_>, target: Target) -> AppResult<()> {
     let state = state(ctx).map_err(|e| AppError::Internal(e.message))?;
     let owner = &viewer(ctx).map_err(|e| AppError::Unauthenticated(e.message))?.sub;
+    // Their worktrees go with them (once the rows are gone, nothing names
+    // the directories any more).
+    let with_worktrees = match target {
+        Target::Session(id) => db::sessions::get(&state.db, owner, id).await?.into_iter().collect(),
+        Target::Workspace(id) => db::sessions::with_worktrees(&state.db, id).await?,
+    };
     match db::removal::remove(&state.db, owner, target).await? {
-        Removal::Deleted => Ok(()),
+        Removal::Deleted => {
+            for worktree in with_worktrees.iter().filter_map(db::sessions::worktree) {
+                if let Err(why) = worktree.remove(true).await {
+                    tracing::warn!(path = %worktree.path.display(), %why, "could not remove a deleted session's worktree");
+                }
+            }
+            Ok(())
+        }
         Removal::Missing => Err(AppError::NotFound(match target {
             Target::Session(_) => "session",
             Target::Workspace(_) => "workspace",
@@ -215,4 +265,32 @@ fn checked_budget(usd: f64) -> AppResult<f64> {
     } else {
         Err(AppError::bad_input("dailyBudgetUsd", "`dailyBudgetUsd` must be a positive amount"))
     }
+}
+
+/// The viewer's session `id` and its worktree, which must be in use and
+/// have no active run.
+async fn active_worktree(
+    ctx: &Context<'_>,
+    id: &ID,
+) -> AppResult<(entity::session::Model, crate::worktrees::Worktree)> {
+    let id = parse_id(id, "id")?;
+    let state = state(ctx).map_err(|e| AppError::Internal(e.message))?;
+    let owner = &viewer(ctx).map_err(|e| AppError::Internal(e.message))?.sub;
+    let session = db::sessions::get(&state.db, owner, id).await?.ok_or(AppError::NotFound("session"))?;
+    let worktree = db::sessions::worktree(&session)
+        .ok_or_else(|| AppError::bad_input("id", "the session has no worktree in use"))?;
+    if session.active_execution_id.is_some() {
+        return Err(AppError::SessionBusy(id.to_string()));
+    }
+    Ok((session, worktree))
+}
+
+/// Records a worktree's end, and the session as it is now.
+async fn end_worktree(ctx: &Context<'_>, session: &entity::session::Model, how: &str) -> AppResult<Session> {
+    let state = state(ctx).map_err(|e| AppError::Internal(e.message))?;
+    if !db::sessions::end_worktree(&state.db, session.id, how).await? {
+        return Err(AppError::SessionBusy(session.id.to_string()));
+    }
+    let now = db::sessions::find(&state.db, session.id).await?.ok_or(AppError::NotFound("session"))?;
+    Ok(Session(now))
 }

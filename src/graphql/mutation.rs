@@ -28,6 +28,15 @@ pub struct StartExecutionInput {
     /// conversation so far (`--resume … --fork-session`), and the original
     /// stays as it is. In the same workspace; not with `sessionId`.
     pub fork_session_id: Option<ID>,
+    /// Give the new session a git worktree and branch of its own
+    /// (`claude/…`, from `baseRef`), so that parallel sessions in one
+    /// repository do not clobber each other; see `Session.worktree`,
+    /// `mergeSessionWorktree` and `discardSessionWorktree`. Default: the
+    /// workspace's `useWorktrees`. Only for a new session, in a workspace
+    /// at the top of a git repository.
+    pub worktree: Option<bool>,
+    /// The branch, tag or commit the worktree starts from (default HEAD).
+    pub base_ref: Option<String>,
     /// What to ask. Give `prompt`, `content`, or both (the prompt then
     /// comes first, as a text block).
     pub prompt: Option<String>,
@@ -116,6 +125,8 @@ impl RunOptionsInput {
             workspace_id,
             session_id: None,
             fork_session_id: None,
+            worktree: None,
+            base_ref: None,
             prompt: Some(prompt),
             content: None,
             system_prompt: self.system_prompt,
@@ -370,6 +381,12 @@ fn start_request(
     if let Some(metadata) = &input.metadata {
         json_no_nul("metadata", &metadata.0)?;
     }
+    if let Some(base) = &input.base_ref {
+        no_nul("baseRef", base)?;
+        if base.is_empty() || base.len() > 255 {
+            return Err(AppError::bad_input("baseRef", "`baseRef` is 1 to 255 bytes"));
+        }
+    }
     if prompt.trim().is_empty() && (prompt_given || !blocks_follow) {
         return Err(AppError::bad_input("prompt", "`prompt` must not be empty"));
     }
@@ -441,6 +458,8 @@ fn start_request(
         idempotency_key,
         if_busy: input.if_busy.map(Into::into).unwrap_or_default(),
         fork_session_id,
+        worktree: input.worktree,
+        base_ref: input.base_ref,
     })
 }
 

@@ -34,6 +34,7 @@ mod structured;
 mod transport;
 mod typed;
 mod webhooks;
+mod worktrees;
 mod ws;
 
 /// Generates, for each scenario `fn name(app: TestApp)`, a test on SQLite

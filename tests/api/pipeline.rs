@@ -166,7 +166,9 @@ async fn a_lagging_subscriber_of_a_live_run_catches_up_from_memory() {
 /// its session's.
 async fn new_execution(conn: &sea_orm::DatabaseConnection, workspace: Uuid) -> (Uuid, Uuid) {
     let execution_id = Uuid::now_v7();
-    let session = db::sessions::create(conn, workspace, execution_id, "a prompt", None).await.unwrap();
+    let session = db::sessions::create(conn, uuid::Uuid::now_v7(), workspace, execution_id, "a prompt", None, None)
+        .await
+        .unwrap();
     let new = db::executions::NewExecution {
         id: execution_id,
         session_id: session.id,

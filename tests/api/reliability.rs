@@ -295,7 +295,9 @@ async fn a_live_replicas_runs_are_its_own_to_finish(db: crate::helpers::Db) {
     let conn = db::connect(&app.database_url).await.unwrap();
     let workspace_id: uuid::Uuid = workspace.parse().unwrap();
     let execution_id = uuid::Uuid::now_v7();
-    let session = db::sessions::create(&conn, workspace_id, execution_id, "a prompt", None).await.unwrap();
+    let session = db::sessions::create(&conn, uuid::Uuid::now_v7(), workspace_id, execution_id, "a prompt", None, None)
+        .await
+        .unwrap();
     let new = db::executions::NewExecution {
         id: execution_id,
         session_id: session.id,

@@ -31,6 +31,29 @@ impl SessionStatus {
 
 pub struct Session(pub session::Model);
 
+/// Where a session's worktree is.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum WorktreeState {
+    /// Its runs work there.
+    Active,
+    /// Merged back (`mergeSessionWorktree`) and removed.
+    Merged,
+    /// Thrown away (`discardSessionWorktree`).
+    Discarded,
+}
+
+/// A session's own git worktree and branch.
+#[derive(async_graphql::SimpleObject)]
+pub struct SessionWorktree {
+    /// The directory its runs work in (made by its first run).
+    pub path: String,
+    /// `claude/…`.
+    pub branch: String,
+    /// The commit it started from.
+    pub base_commit: String,
+    pub state: WorktreeState,
+}
+
 /// A conversation with Claude: executions that continue one another
 /// (`--resume`), one at a time.
 #[Object]
@@ -91,6 +114,21 @@ impl Session {
     async fn active_execution(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Execution>> {
         let Some(id) = self.0.active_execution_id else { return Ok(None) };
         Ok(loaders(ctx)?.executions.load_one(id).await.map_err(load_error).gql()?.map(Execution))
+    }
+
+    /// Its git worktree, if it was started with one.
+    async fn worktree(&self) -> Option<SessionWorktree> {
+        let s = &self.0;
+        Some(SessionWorktree {
+            path: s.worktree_path.clone()?,
+            branch: s.worktree_branch.clone()?,
+            base_commit: s.worktree_base.clone()?,
+            state: match s.worktree_state.as_deref() {
+                Some(db::sessions::WORKTREE_MERGED) => WorktreeState::Merged,
+                Some(db::sessions::WORKTREE_DISCARDED) => WorktreeState::Discarded,
+                _ => WorktreeState::Active,
+            },
+        })
     }
 
     /// What its runs changed in the workspace, together: in a repository,

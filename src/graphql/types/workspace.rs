@@ -46,6 +46,11 @@ impl Workspace {
         self.0.daily_budget_usd
     }
 
+    /// Whether new sessions get a git worktree of their own by default.
+    async fn use_worktrees(&self) -> bool {
+        self.0.use_worktrees
+    }
+
     /// The MCP servers its runs get (a start can add more, or replace one
     /// by name). Environment and header values are not shown.
     async fn mcp_servers(&self) -> Vec<crate::graphql::mcp::McpServerConfig> {
