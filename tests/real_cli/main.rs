@@ -134,6 +134,42 @@ async fn an_mcp_server_that_fails_is_reported_and_the_run_goes_on() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_in_its_own_worktree_resumes_there() {
+    let git = |dir: &std::path::Path, args: &[&str]| {
+        std::process::Command::new("git").args(args).current_dir(dir).output().is_ok_and(|o| o.status.success())
+    };
+    if !git(std::path::Path::new("."), &["--version"]) {
+        eprintln!("skipped: git is not installed");
+        return;
+    }
+    let api = MockApi::start(vec![Reply::Text("First.".into()), Reply::Text("Second.".into())]).await;
+    let Some(app) = app_with(&api).await else { return };
+    let (workspace, dir) = app.workspace().await;
+    for args in [&["init", "-q"][..], &["config", "user.email", "t@example.com"], &["config", "user.name", "t"]] {
+        assert!(git(&dir, args));
+    }
+    std::fs::write(dir.join("a.txt"), "a\n").unwrap();
+    assert!(git(&dir, &["add", "a.txt"]) && git(&dir, &["commit", "-q", "-m", "start"]));
+    let start = "mutation($i: StartExecutionInput!) { startExecution(input: $i) {
+        execution { id } session { id worktree { path } } } }";
+    let first =
+        app.ok(start, json!({ "i": { "workspaceId": workspace, "prompt": "Remember me", "worktree": true } })).await;
+    let path = first["startExecution"]["session"]["worktree"]["path"].as_str().unwrap().to_owned();
+    let id = first["startExecution"]["execution"]["id"].as_str().unwrap();
+    let done = app.wait_finished(id).await;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    let events = app.events(id, 0).await.unwrap();
+    let init = events.iter().find(|e| e["subtype"] == "init").unwrap();
+    assert_eq!(init["message"]["cwd"], path.as_str(), "claude ran in the worktree");
+    // Resumed in the same worktree, where Claude keeps the conversation.
+    let session = first["startExecution"]["session"]["id"].clone();
+    let (second, _) = app.start(json!({ "workspaceId": workspace, "sessionId": session, "prompt": "Again" })).await;
+    assert_eq!(app.wait_finished(&second).await["status"], "COMPLETED");
+    let last = api.requests().last().cloned().unwrap();
+    assert!(last.to_string().contains("Remember me") && last.to_string().contains("First."), "{last}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forked_session_continues_a_copy_under_its_own_id() {
     let api = MockApi::start(vec![Reply::Text("The first way.".into()), Reply::Text("Another way.".into())]).await;
     let Some(app) = app_with(&api).await else { return };
