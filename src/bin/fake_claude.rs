@@ -635,20 +635,32 @@ impl Turn {
                         "structuredPatch": [{"oldStart": 1, "oldLines": n, "newStart": 1, "newLines": n + 1, "lines": hunk}]})
                 }
             };
-            let id = format!("toolu_fake_{}", Uuid::new_v4().simple());
-            let call = json!({"type": "tool_use", "id": id, "name": "Write", "input": {"file_path": file, "content": content}});
-            lines.push(json!({
+            let input = json!({"file_path": file, "content": content});
+            lines.extend(self.tool_call(model, "Write", input, &format!("File written: {file}"), result));
+        }
+        lines
+    }
+
+    /// A tool call the CLI ran by itself: the assistant line that calls
+    /// `name` with `input`, and the user line with its result (`text`, and
+    /// `tool_use_result` as the CLI echoes it).
+    fn tool_call(&self, model: &str, name: &str, input: Value, text: &str, tool_use_result: Value) -> [String; 2] {
+        let id = format!("toolu_fake_{}", Uuid::new_v4().simple());
+        let call = json!({"type": "tool_use", "id": id, "name": name, "input": input});
+        [
+            json!({
                 "type": "assistant",
                 "message": {"id": format!("msg_fake_{}", Uuid::new_v4().simple()), "type": "message", "role": "assistant", "model": model, "content": [call], "stop_reason": null, "usage": {"input_tokens": 10, "output_tokens": 5}},
                 "parent_tool_use_id": null, "session_id": self.session_id, "uuid": Uuid::new_v4(), "timestamp": now(),
-            }).to_string());
-            lines.push(json!({
-                "type": "user", "message": {"role": "user", "content": [{"tool_use_id": id, "type": "tool_result", "content": format!("File written: {file}")}]},
+            })
+            .to_string(),
+            json!({
+                "type": "user", "message": {"role": "user", "content": [{"tool_use_id": id, "type": "tool_result", "content": text}]},
                 "parent_tool_use_id": null, "session_id": self.session_id, "uuid": Uuid::new_v4(), "timestamp": now(),
-                "tool_use_result": result,
-            }).to_string());
-        }
-        lines
+                "tool_use_result": tool_use_result,
+            })
+            .to_string(),
+        ]
     }
 
     /// What the StructuredOutput tool is given: a value of the schema's
@@ -697,18 +709,8 @@ impl Turn {
         }
         lines.extend(self.file_edits(model));
         if let Some(output) = self.structured_output() {
-            let id = format!("toolu_fake_{}", Uuid::new_v4().simple());
-            let call = json!({"type": "tool_use", "id": id, "name": "StructuredOutput", "input": output});
-            lines.push(json!({
-                "type": "assistant",
-                "message": {"id": format!("msg_fake_{}", Uuid::new_v4().simple()), "type": "message", "role": "assistant", "model": model, "content": [call], "stop_reason": null, "usage": {"input_tokens": 10, "output_tokens": 5}},
-                "parent_tool_use_id": null, "session_id": self.session_id, "uuid": Uuid::new_v4(), "timestamp": now(),
-            }).to_string());
-            lines.push(json!({
-                "type": "user", "message": {"role": "user", "content": [{"tool_use_id": id, "type": "tool_result", "content": "Structured output provided successfully"}]},
-                "parent_tool_use_id": null, "session_id": self.session_id, "uuid": Uuid::new_v4(), "timestamp": now(),
-                "tool_use_result": "Structured output provided successfully",
-            }).to_string());
+            const DONE: &str = "Structured output provided successfully";
+            lines.extend(self.tool_call(model, "StructuredOutput", output, DONE, json!(DONE)));
         }
         for text in texts {
             if partial {

@@ -14,6 +14,8 @@ pub const CLOSED: &str = "CLOSED";
 pub const WORKTREE_ACTIVE: &str = "ACTIVE";
 pub const WORKTREE_MERGED: &str = "MERGED";
 pub const WORKTREE_DISCARDED: &str = "DISCARDED";
+/// Being merged or discarded.
+const WORKTREE_BUSY: &str = "BUSY";
 
 /// The longest title a session gets from its first prompt.
 pub const TITLE_CHARS: usize = 80;
@@ -71,19 +73,33 @@ pub async fn with_worktrees(db: &impl ConnectionTrait, workspace_id: Uuid) -> Db
         .await?)
 }
 
-/// Ends a session whose worktree was merged or discarded (`state`): it is
-/// closed, as no run may work in that directory again. False if a run is
-/// active in it (or it has no active worktree).
-pub async fn end_worktree(db: &impl ConnectionTrait, id: Uuid, state: &str) -> DbResult<bool> {
-    let done = session::Entity::update_many()
-        .col_expr(session::Column::WorktreeState, Expr::value(state))
+/// Takes an idle session with a worktree in use out of use, to merge or
+/// discard the worktree: it is closed (no run can start in it) and its
+/// worktree marked as being worked on. False when a run is active or its
+/// worktree is not in use (or another merge has it).
+pub async fn take_worktree(db: &impl ConnectionTrait, id: Uuid) -> DbResult<bool> {
+    let taken = session::Entity::update_many()
+        .col_expr(session::Column::WorktreeState, Expr::value(WORKTREE_BUSY))
         .col_expr(session::Column::Status, Expr::value(CLOSED))
         .filter(session::Column::Id.eq(id))
         .filter(session::Column::WorktreeState.eq(WORKTREE_ACTIVE))
         .filter(session::Column::ActiveExecutionId.is_null())
         .exec(db)
         .await?;
-    Ok(done.rows_affected == 1)
+    Ok(taken.rows_affected == 1)
+}
+
+/// Ends what `take_worktree` began: the worktree `state` (MERGED,
+/// DISCARDED, or ACTIVE again with the session's `status` as it was).
+pub async fn release_worktree(db: &impl ConnectionTrait, id: Uuid, state: &str, status: &str) -> DbResult<()> {
+    session::Entity::update_many()
+        .col_expr(session::Column::WorktreeState, Expr::value(state))
+        .col_expr(session::Column::Status, Expr::value(status))
+        .filter(session::Column::Id.eq(id))
+        .filter(session::Column::WorktreeState.eq(WORKTREE_BUSY))
+        .exec(db)
+        .await?;
+    Ok(())
 }
 
 /// A title from a prompt: its first non-blank line, shortened to

@@ -148,23 +148,29 @@ impl ManagementMutation {
         id: ID,
         #[graphql(desc = "The commit message (default: the session's title)")] message: Option<String>,
     ) -> async_graphql::Result<Session> {
-        let (session, worktree) = active_worktree(ctx, &id).await.gql()?;
+        let session = session_with_worktree(ctx, &id).await.gql()?;
         let message =
             message.unwrap_or_else(|| session.title.clone().unwrap_or_else(|| "claude-graphql session".into()));
         if message.trim().is_empty() || message.contains('\0') || message.len() > 10_000 {
             return Err(AppError::bad_input("message", "a commit message is 1 to 10000 bytes, without NUL")).gql();
         }
-        worktree.merge(&message).await.map_err(AppError::Conflict).gql()?;
-        end_worktree(ctx, &session, db::sessions::WORKTREE_MERGED).await.gql()
+        with_worktree(ctx, &session, db::sessions::WORKTREE_MERGED, |w| async move {
+            w.merge(&message).await.map_err(AppError::Conflict)
+        })
+        .await
+        .gql()
     }
 
     /// Throws a session's worktree and branch away (what its runs did
     /// there is lost), and closes the session. Refused (SESSION_BUSY) while
     /// a run is active.
     async fn discard_session_worktree(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Session> {
-        let (session, worktree) = active_worktree(ctx, &id).await.gql()?;
-        worktree.remove(true).await.map_err(AppError::Internal).gql()?;
-        end_worktree(ctx, &session, db::sessions::WORKTREE_DISCARDED).await.gql()
+        let session = session_with_worktree(ctx, &id).await.gql()?;
+        with_worktree(ctx, &session, db::sessions::WORKTREE_DISCARDED, |w| async move {
+            w.remove(true).await.map_err(AppError::Internal)
+        })
+        .await
+        .gql()
     }
 
     /// Deletes a workspace with all its sessions, executions and messages
@@ -267,30 +273,43 @@ fn checked_budget(usd: f64) -> AppResult<f64> {
     }
 }
 
-/// The viewer's session `id` and its worktree, which must be in use and
-/// have no active run.
-async fn active_worktree(
-    ctx: &Context<'_>,
-    id: &ID,
-) -> AppResult<(entity::session::Model, crate::worktrees::Worktree)> {
+/// The viewer's session `id`, which must have a worktree in use.
+async fn session_with_worktree(ctx: &Context<'_>, id: &ID) -> AppResult<entity::session::Model> {
     let id = parse_id(id, "id")?;
     let state = state(ctx).map_err(|e| AppError::Internal(e.message))?;
     let owner = &viewer(ctx).map_err(|e| AppError::Internal(e.message))?.sub;
     let session = db::sessions::get(&state.db, owner, id).await?.ok_or(AppError::NotFound("session"))?;
-    let worktree = db::sessions::worktree(&session)
-        .ok_or_else(|| AppError::bad_input("id", "the session has no worktree in use"))?;
-    if session.active_execution_id.is_some() {
-        return Err(AppError::SessionBusy(id.to_string()));
+    if db::sessions::worktree(&session).is_none() {
+        return Err(AppError::bad_input("id", "the session has no worktree in use"));
     }
-    Ok((session, worktree))
+    Ok(session)
 }
 
-/// Records a worktree's end, and the session as it is now.
-async fn end_worktree(ctx: &Context<'_>, session: &entity::session::Model, how: &str) -> AppResult<Session> {
+/// Does `what` to a session's worktree while no run can start in the
+/// session, then records it as `done` (the session closed); on an error
+/// the worktree and the session are as they were.
+async fn with_worktree<F, Fut>(
+    ctx: &Context<'_>,
+    session: &entity::session::Model,
+    done: &str,
+    what: F,
+) -> AppResult<Session>
+where
+    F: FnOnce(crate::worktrees::Worktree) -> Fut,
+    Fut: std::future::Future<Output = AppResult<()>>,
+{
     let state = state(ctx).map_err(|e| AppError::Internal(e.message))?;
-    if !db::sessions::end_worktree(&state.db, session.id, how).await? {
+    let worktree = db::sessions::worktree(session).ok_or(AppError::NotFound("session"))?;
+    if !db::sessions::take_worktree(&state.db, session.id).await? {
         return Err(AppError::SessionBusy(session.id.to_string()));
     }
+    let outcome = what(worktree).await;
+    let (state_now, status) = match &outcome {
+        Ok(()) => (done, db::sessions::CLOSED),
+        Err(_) => (db::sessions::WORKTREE_ACTIVE, session.status.as_str()),
+    };
+    db::sessions::release_worktree(&state.db, session.id, state_now, status).await?;
+    outcome?;
     let now = db::sessions::find(&state.db, session.id).await?.ok_or(AppError::NotFound("session"))?;
     Ok(Session(now))
 }

@@ -139,3 +139,44 @@ async fn worktrees_by_default_refusals_and_cleanup() {
     assert!(!Path::new(&path).exists());
     assert_eq!(git(&dir, &["branch", "--list", "claude/*"]).unwrap(), "");
 }
+
+#[tokio::test]
+async fn only_the_owner_merges_and_never_under_a_running_run() {
+    if git(Path::new("."), &["--version"]).is_none() {
+        eprintln!("skipped: git is not installed");
+        return;
+    }
+    let app = crate::auth::secured(|_| {}).await;
+    let (alice, bob) = (crate::auth::token_for("alice"), crate::auth::token_for("bob"));
+    let (workspace, dir) = app.workspace_of(&alice, "alices-repo").await;
+    for args in [&["init", "-q"][..], &["config", "user.email", "t@example.com"], &["config", "user.name", "t"]] {
+        git(&dir, args).unwrap();
+    }
+    std::fs::write(dir.join(".git/info/exclude"), ".fake-claude/\n").unwrap();
+    std::fs::write(dir.join("a.txt"), "a\n").unwrap();
+    git(&dir, &["add", "-A"]).unwrap();
+    git(&dir, &["commit", "-q", "-m", "start"]).unwrap();
+    let input = json!({ "input": { "workspaceId": workspace, "prompt": "fake: hang", "worktree": true } });
+    let started = crate::auth::as_user(&app, &alice, START, input).await;
+    let session = started["data"]["startExecution"]["session"]["id"].clone();
+    let execution = started["data"]["startExecution"]["execution"]["id"].as_str().unwrap().to_owned();
+    for mutation in [MERGE, DISCARD] {
+        let refused = crate::auth::as_user(&app, &bob, mutation, json!({ "id": session })).await;
+        assert_eq!(code(&refused), "NOT_FOUND", "{refused}");
+        let busy = crate::auth::as_user(&app, &alice, mutation, json!({ "id": session })).await;
+        assert_eq!(code(&busy), "SESSION_BUSY", "{busy}");
+    }
+    let cancel = "mutation($id: ID!) { cancelExecution(id: $id) { id } }";
+    crate::auth::as_user(&app, &alice, cancel, json!({ "id": execution })).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let done = crate::auth::as_user(&app, &alice, DISCARD, json!({ "id": session })).await;
+        if done.get("errors").is_none() {
+            assert_eq!(done["data"]["discardSessionWorktree"]["worktree"]["state"], "DISCARDED");
+            break;
+        }
+        assert_eq!(code(&done), "SESSION_BUSY", "{done}");
+        assert!(tokio::time::Instant::now() < deadline, "the run never ended");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
