@@ -60,11 +60,18 @@ fn text(bytes: Vec<u8>) -> String {
     String::from_utf8_lossy(&bytes).trim_end_matches('\n').to_owned()
 }
 
-/// The working tree of the repository `dir` is in, as a git tree id (its
-/// files written to the object store); None when it is not in one, or git
-/// is not there.
+/// The working tree of the repository at `dir`, as a git tree id (its
+/// files written to the object store); None when `dir` is not the top of
+/// a repository, or git is not there.
 pub async fn snapshot(dir: &Path) -> Option<String> {
-    let index = text(git(dir, &["rev-parse", "--git-path", "index"], None).await?);
+    let found = text(git(dir, &["rev-parse", "--show-toplevel", "--git-path", "index"], None).await?);
+    let (top, index) = found.split_once('\n')?;
+    // Only a workspace that is its repository: one inside a larger
+    // repository would see its neighbours' changes (another user's, even).
+    if Path::new(top) != dir {
+        return None;
+    }
+    let index = index.to_owned();
     let index = if Path::new(&index).is_absolute() { PathBuf::from(index) } else { dir.join(index) };
     // A copy of the index: its file stats spare hashing unchanged files,
     // and the user's index is left as it is.

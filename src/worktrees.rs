@@ -98,7 +98,11 @@ impl Worktree {
                 format!("merging conflicts in {files}; the merge was undone")
             });
         }
-        self.remove(false).await
+        // Merged: what is left is tidying up, which must not undo that.
+        if let Err(why) = self.remove(false).await {
+            tracing::warn!(path = %self.path.display(), %why, "merged, but could not remove the worktree");
+        }
+        Ok(())
     }
 
     /// Removes the worktree and its branch (merged or not, with `force`).

@@ -126,6 +126,9 @@ impl McpPolicy {
             if texts.clone().any(|t| t.contains('\0')) || texts.map(String::len).sum::<usize>() > 64 * 1024 {
                 return Err((at(""), "arguments, environment and headers: no NUL, 64 KiB in all".into()));
             }
+            if let Some(name) = server.env.keys().find(|name| !safe_env_name(name)) {
+                return Err((at("env"), format!("`{name}` may not be set: it could make the program run other code")));
+            }
             match (&server.command, &server.url) {
                 (Some(command), None) => {
                     if !server.headers.is_empty() || server.transport.is_some() {
@@ -155,6 +158,32 @@ impl McpPolicy {
         }
         Ok(())
     }
+}
+
+/// Whether a stdio server's environment may hold this variable: a plain
+/// name, and none that makes a loader, an interpreter or a shell run code
+/// of the client's choosing (the command is the operator's; what it runs
+/// must stay so).
+fn safe_env_name(name: &str) -> bool {
+    const CODE: [&str; 12] = [
+        "PATH",
+        "ENV",
+        "BASH_ENV",
+        "NODE_OPTIONS",
+        "NODE_PATH",
+        "RUBYOPT",
+        "RUBYLIB",
+        "PERL5OPT",
+        "PERL5LIB",
+        "JAVA_TOOL_OPTIONS",
+        "_JAVA_OPTIONS",
+        "JDK_JAVA_OPTIONS",
+    ];
+    const CODE_PREFIXES: [&str; 5] = ["LD_", "DYLD_", "PYTHON", "GIT_", "NPM_CONFIG_"];
+    let plain = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let upper = name.to_ascii_uppercase();
+    plain && !CODE.contains(&upper.as_str()) && !CODE_PREFIXES.iter().any(|p| upper.starts_with(p))
 }
 
 /// `base` with `over`'s servers added, replacing those of the same name.

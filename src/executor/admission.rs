@@ -250,6 +250,11 @@ impl Executor {
         if source.workspace_id != workspace.id {
             return Err(AppError::bad_input(FIELD, "the session belongs to another workspace"));
         }
+        // Claude keeps the conversation in the worktree's directory, where
+        // the fork (in the workspace's) would not find it.
+        if source.worktree_path.is_some() {
+            return Err(AppError::bad_input(FIELD, "a session with a worktree cannot be forked"));
+        }
         match source.claude_session_id {
             Some(claude_session) => Ok((source.id, claude_session)),
             None => {

@@ -5,7 +5,7 @@
 
 use async_graphql::{Context, InputObject, Object, OneofObject, Upload, ID};
 use base64::{engine::general_purpose::STANDARD, Engine};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::management::DeletePayload;
 use super::mutation::MAX_PROMPT;
@@ -109,7 +109,10 @@ async fn store(
             let value = upload.value(ctx).map_err(|e| AppError::bad_input(field, e.to_string()))?;
             let mut bytes = Vec::new();
             // One byte more than allowed tells a file that is too large.
-            let mut content = tokio::fs::File::from_std(value.content).take(limits.max_bytes as u64 + 1);
+            // One file named by several blocks: its handles share an offset.
+            let mut file = tokio::fs::File::from_std(value.content);
+            file.seek(std::io::SeekFrom::Start(0)).await.map_err(|e| AppError::Internal(format!("an upload: {e}")))?;
+            let mut content = file.take(limits.max_bytes as u64 + 1);
             content.read_to_end(&mut bytes).await.map_err(|e| AppError::Internal(format!("an upload: {e}")))?;
             (bytes, Some(value.filename))
         }

@@ -107,6 +107,13 @@ impl Documents {
             None => (query.unwrap_or_default(), None),
             Some(persisted) => self.resolve_persisted(&persisted, query)?,
         };
+        // A file marker written into the document itself would reach
+        // `Upload` unchecked (files are only ever variables).
+        if text.contains(UPLOAD_MARKER) {
+            return Err(bad_input(format!(
+                "the document contains `{UPLOAD_MARKER}`, which names no file of the request"
+            )));
+        }
         let tokens = count_tokens(&text, self.max_tokens);
         if tokens > self.max_tokens {
             return Err(bad_input(format!("the document has more than {} tokens", self.max_tokens)));

@@ -295,21 +295,27 @@ async fn with_worktree<F, Fut>(
     what: F,
 ) -> AppResult<Session>
 where
-    F: FnOnce(crate::worktrees::Worktree) -> Fut,
-    Fut: std::future::Future<Output = AppResult<()>>,
+    F: FnOnce(crate::worktrees::Worktree) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = AppResult<()>> + Send + 'static,
 {
     let state = state(ctx).map_err(|e| AppError::Internal(e.message))?;
     let worktree = db::sessions::worktree(session).ok_or(AppError::NotFound("session"))?;
-    if !db::sessions::take_worktree(&state.db, session.id).await? {
-        return Err(AppError::SessionBusy(session.id.to_string()));
-    }
-    let outcome = what(worktree).await;
-    let (state_now, status) = match &outcome {
-        Ok(()) => (done, db::sessions::CLOSED),
-        Err(_) => (db::sessions::WORKTREE_ACTIVE, session.status.as_str()),
-    };
-    db::sessions::release_worktree(&state.db, session.id, state_now, status).await?;
-    outcome?;
+    // On a task of its own: a client that goes away mid-merge must not
+    // leave git half done, or the session taken for good.
+    let (db, id, done, status) = (state.db.clone(), session.id, done.to_owned(), session.status.clone());
+    let task = tokio::spawn(async move {
+        if !db::sessions::take_worktree(&db, id).await? {
+            return Err(AppError::SessionBusy(id.to_string()));
+        }
+        let outcome = what(worktree).await;
+        let (state_now, status) = match &outcome {
+            Ok(()) => (done.as_str(), db::sessions::CLOSED),
+            Err(_) => (db::sessions::WORKTREE_ACTIVE, status.as_str()),
+        };
+        db::sessions::release_worktree(&db, id, state_now, status).await?;
+        outcome
+    });
+    task.await.map_err(|e| AppError::Internal(format!("a worktree task: {e}")))??;
     let now = db::sessions::find(&state.db, session.id).await?.ok_or(AppError::NotFound("session"))?;
     Ok(Session(now))
 }

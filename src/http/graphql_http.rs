@@ -131,6 +131,10 @@ fn post_params(headers: &HeaderMap, body: &[u8]) -> Result<Params, Rejection> {
 const PREFLIGHT_HEADERS: [&str; 4] =
     ["authorization", "graphql-require-preflight", "apollo-require-preflight", "x-apollo-operation-name"];
 
+fn credentials(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+}
+
 fn is_multipart(headers: &HeaderMap) -> bool {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     content_type.trim_start().to_ascii_lowercase().starts_with("multipart/form-data")
@@ -234,6 +238,10 @@ pub async fn graphql_http(
     let config = &http.state.config;
     let mut files = Vec::new();
     let params = match method {
+        // Files are read only for a caller the server knows.
+        Method::POST if is_multipart(&headers) && http.auth.authenticate(credentials(&headers)).is_err() => {
+            Err(Rejection(StatusCode::UNAUTHORIZED, "a multipart request needs a valid token".into()))
+        }
         Method::POST if is_multipart(&headers) => {
             multipart_params(config, &headers, body).await.map(|(params, uploads)| {
                 files = uploads;
@@ -277,8 +285,7 @@ pub async fn graphql_http(
         // Not UTF-8: the replacement characters make it an invalid key.
         request = request.data(IdempotencyKeyHeader(String::from_utf8_lossy(key.as_bytes()).into_owned()));
     }
-    let credentials = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    request = match http.auth.authenticate(credentials) {
+    request = match http.auth.authenticate(credentials(&headers)) {
         Ok(viewer) => request.data(Loaders::new(http.state.db.clone(), &viewer.sub)).data(viewer),
         Err(why) => request.data(Unauthenticated(why)),
     };

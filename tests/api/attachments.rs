@@ -62,9 +62,10 @@ async fn a_screenshot_goes_with_the_start_in_one_call(app: TestApp) {
     let operations = json!({
         "query": START,
         "variables": { "input": { "workspaceId": workspace, "prompt": "What is wrong here?",
-            "content": [{ "image": { "file": null } }] } },
+            "content": [{ "image": { "file": null } }, { "image": { "file": null } }] } },
     });
-    let map = json!({ "0": ["variables.input.content.0.image.file"] });
+    // One file, named twice (the spec allows it): both blocks get all of it.
+    let map = json!({ "0": ["variables.input.content.0.image.file", "variables.input.content.1.image.file"] });
     let response =
         multipart(&app, operations, map, vec![("0", "screen.png", png())], &[("GraphQL-Require-Preflight", "1")]).await;
     assert_eq!(response.status(), 200);
@@ -88,6 +89,7 @@ async fn a_screenshot_goes_with_the_start_in_one_call(app: TestApp) {
     assert_eq!(blocks[0], json!({ "type": "text", "text": "What is wrong here?" }));
     assert_eq!(blocks[1]["type"], "image");
     assert_eq!(blocks[1]["source"], json!({ "type": "base64", "media_type": "image/png", "data": PNG }));
+    assert_eq!(blocks[2]["source"]["data"], PNG);
     // And read it: the stand-in says what it got.
     let events = app.events(execution["id"].as_str().unwrap(), 0).await.unwrap();
     let answer = events.iter().find(|e| e["type"] == "assistant").expect("an answer").to_string();
@@ -195,6 +197,10 @@ async fn bad_files_are_refused(app: TestApp) {
         let forged = app.gql(UPLOAD, json!({ "input": { "file": marker } })).await;
         assert!(forged["errors"][0]["message"].as_str().unwrap().contains("names no file"), "{forged}");
     }
+    // Nor in the document itself.
+    let written =
+        app.gql("mutation { uploadAttachment(input: { file: \"#__graphql_file__:x\" }) { id } }", json!({})).await;
+    assert!(written["errors"][0]["message"].as_str().unwrap().contains("names no file"), "{written}");
     let forged = multipart(
         &app,
         json!({ "query": START, "variables": { "input": { "workspaceId": workspace, "prompt": "x",
@@ -316,7 +322,13 @@ async fn attachments_are_their_owners_alone() {
     // The same bytes uploaded by Bob are Bob's own attachment.
     let his = as_user(&app, &bob, UPLOAD, json!({ "input": { "base64": PNG } })).await;
     assert_ne!(his["data"]["uploadAttachment"]["id"], id.as_str());
-    // Without a token nothing is uploaded.
+    // Without a token nothing is uploaded, and a multipart body is not even read.
     let anonymous = app.gql(UPLOAD, json!({ "input": { "base64": PNG } })).await;
     assert_eq!(code(&anonymous), "UNAUTHENTICATED");
+    let operations = json!({ "query": UPLOAD, "variables": { "input": { "file": null } } });
+    let map = json!({ "0": ["variables.input.file"] });
+    let preflight = [("GraphQL-Require-Preflight", "1")];
+    let response =
+        multipart(&app, operations, map, vec![("0", "a.png", STANDARD.decode(PNG).unwrap())], &preflight).await;
+    assert_eq!(response.status(), 401);
 }

@@ -130,6 +130,24 @@ async fn only_allowed_servers_are_accepted() {
         (json!({ "name": "bad name!", "command": "/bin/true" }), "mcpServers.0.name"),
         (json!({ "name": "", "command": "/bin/true" }), "mcpServers.0.name"),
         (json!({ "name": "x", "command": "/bin/true", "args": ["a\u{0}b"] }), "mcpServers.0"),
+        // What would make the allowed program run code of the client's.
+        (
+            json!({ "name": "x", "command": "/bin/true", "env": [{ "name": "NODE_OPTIONS", "value": "--import=x" }] }),
+            "mcpServers.0.env",
+        ),
+        (
+            json!({ "name": "x", "command": "/bin/true", "env": [{ "name": "LD_PRELOAD", "value": "/tmp/x.so" }] }),
+            "mcpServers.0.env",
+        ),
+        (
+            json!({ "name": "x", "command": "/bin/true", "env": [{ "name": "PYTHONPATH", "value": "." }] }),
+            "mcpServers.0.env",
+        ),
+        (
+            json!({ "name": "x", "command": "/bin/true", "env": [{ "name": "BASH_ENV", "value": "x" }] }),
+            "mcpServers.0.env",
+        ),
+        (json!({ "name": "x", "command": "/bin/true", "env": [{ "name": "A=B", "value": "x" }] }), "mcpServers.0.env"),
     ];
     for (server, field) in cases {
         let start = json!({ "input": { "workspaceId": workspace, "prompt": "x", "mcpServers": [server] } });

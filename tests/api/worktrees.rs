@@ -120,7 +120,8 @@ async fn worktrees_by_default_refusals_and_cleanup() {
     // Refusals: a start in an existing session or a fork, a bad base, a non-repository.
     for (input, field) in [
         (json!({ "sessionId": session["id"], "worktree": true }), "worktree"),
-        (json!({ "forkSessionId": session["id"], "worktree": true }), "worktree"),
+        // Claude keeps the conversation in the worktree, where a fork would not look.
+        (json!({ "forkSessionId": session["id"] }), "forkSessionId"),
         (json!({ "worktree": true, "baseRef": "no-such-branch" }), "baseRef"),
         (json!({ "worktree": true, "baseRef": "--output=/tmp/x" }), "baseRef"),
     ] {

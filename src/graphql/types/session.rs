@@ -134,7 +134,8 @@ impl Session {
     /// What its runs changed in the workspace, together: in a repository,
     /// from the snapshot before its first run to the one after its last;
     /// else their Write and Edit results one after another. Null when none
-    /// changed anything.
+    /// changed anything. (It runs git: it costs 100 in query complexity.)
+    #[graphql(complexity = "100 + child_complexity")]
     async fn changes(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<super::changes::Changes>> {
         let state = super::state(ctx)?;
         let runs = db::executions::changes_of_session(&state.db, self.0.id).await.gql()?;
