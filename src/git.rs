@@ -31,7 +31,7 @@ impl Output {
 /// (it is not installed, the directory is gone, it timed out).
 pub async fn run(dir: &Path, args: &[&str], env: &[(&str, &OsStr)]) -> Option<Output> {
     let dir_fd = sandbox::open_dir_nofollow(dir).ok()?;
-    let mut cmd = tokio::process::Command::new("git");
+    let mut cmd = sandbox::child_command("git");
     cmd.args(["-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null", "-c", "core.quotePath=false"])
         .args(args)
         .env("GIT_CONFIG_NOSYSTEM", "1")
@@ -41,12 +41,7 @@ pub async fn run(dir: &Path, args: &[&str], env: &[(&str, &OsStr)]) -> Option<Ou
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    for key in sandbox::SECRET_ENV {
-        cmd.env_remove(key);
-    }
+        .stderr(Stdio::piped());
     let cgroup = sandbox::RunCgroup::create(&format!("git-{}", uuid::Uuid::new_v4()));
     sandbox::confine_child(&mut cmd, dir_fd.as_raw_fd(), cgroup.as_ref().map(sandbox::RunCgroup::procs_fd));
     let output = match cmd.spawn() {

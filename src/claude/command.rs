@@ -176,16 +176,8 @@ impl ClaudeCommand {
     /// removed, and its own process group so that a stop signal reaches
     /// the tools Claude started too. (No working directory: see `spawn`.)
     pub fn to_command(&self) -> Command {
-        let mut cmd = Command::new(&self.bin);
-        cmd.args(self.args())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        for key in sandbox::SECRET_ENV {
-            cmd.env_remove(key);
-        }
+        let mut cmd = sandbox::child_command(&self.bin);
+        cmd.args(self.args()).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         cmd
     }
 }

@@ -32,6 +32,18 @@ use tokio::process::Command;
 /// are wiped from the server's own environment once read.
 pub const SECRET_ENV: &[&str] = &["JWT_SECRET", "DATABASE_URL", "JWT_SECRET_FILE", "DATABASE_URL_FILE"];
 
+/// A command for a child of the server (`claude`, git): in a process group
+/// of its own, so that a stop signal reaches whatever it starts too;
+/// killed if the server lets go of it; without the server's secrets.
+pub fn child_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.process_group(0).kill_on_drop(true);
+    for key in SECRET_ENV {
+        cmd.env_remove(key);
+    }
+    cmd
+}
+
 /// Wipes the secrets from this process's environment, once the
 /// configuration has been read: `remove_var` alone is not enough, since
 /// `/proc/<pid>/environ` shows the environment block the process started

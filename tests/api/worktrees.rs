@@ -25,14 +25,18 @@ fn git(dir: &Path, args: &[&str]) -> Option<String> {
 /// A workspace at the top of a repository with one commit (`a.txt`).
 async fn repository(app: &TestApp) -> (String, std::path::PathBuf) {
     let (workspace, dir) = app.workspace().await;
+    init_repository(&dir);
+    (workspace, dir)
+}
+
+fn init_repository(dir: &Path) {
     for args in [&["init", "-q"][..], &["config", "user.email", "t@example.com"], &["config", "user.name", "t"]] {
-        git(&dir, args).unwrap();
+        git(dir, args).unwrap();
     }
     std::fs::write(dir.join(".git/info/exclude"), ".fake-claude/\n").unwrap();
     std::fs::write(dir.join("a.txt"), "a\n").unwrap();
-    git(&dir, &["add", "-A"]).unwrap();
-    git(&dir, &["commit", "-q", "-m", "start"]).unwrap();
-    (workspace, dir)
+    git(dir, &["add", "-A"]).unwrap();
+    git(dir, &["commit", "-q", "-m", "start"]).unwrap();
 }
 
 async fn start(app: &TestApp, input: Value) -> (String, Value) {
@@ -150,13 +154,7 @@ async fn only_the_owner_merges_and_never_under_a_running_run() {
     let app = crate::auth::secured(|_| {}).await;
     let (alice, bob) = (crate::auth::token_for("alice"), crate::auth::token_for("bob"));
     let (workspace, dir) = app.workspace_of(&alice, "alices-repo").await;
-    for args in [&["init", "-q"][..], &["config", "user.email", "t@example.com"], &["config", "user.name", "t"]] {
-        git(&dir, args).unwrap();
-    }
-    std::fs::write(dir.join(".git/info/exclude"), ".fake-claude/\n").unwrap();
-    std::fs::write(dir.join("a.txt"), "a\n").unwrap();
-    git(&dir, &["add", "-A"]).unwrap();
-    git(&dir, &["commit", "-q", "-m", "start"]).unwrap();
+    init_repository(&dir);
     let input = json!({ "input": { "workspaceId": workspace, "prompt": "fake: hang", "worktree": true } });
     let started = crate::auth::as_user(&app, &alice, START, input).await;
     let session = started["data"]["startExecution"]["session"]["id"].clone();
