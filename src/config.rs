@@ -232,8 +232,7 @@ pub struct Config {
     #[arg(long = "idempotency-key-ttl", env = "IDEMPOTENCY_KEY_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
     pub idempotency_key_ttl: Duration,
 
-    /// Largest attachment (image or document in a prompt). The model
-    /// itself reads images up to 5 MB.
+    /// Largest attachment (image or document in a prompt).
     #[arg(long = "attachment-max-bytes", env = "ATTACHMENT_MAX_BYTES", default_value_t = 10 * 1024 * 1024)]
     pub attachment_max_bytes: usize,
 

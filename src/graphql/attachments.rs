@@ -20,8 +20,7 @@ use crate::{
 #[derive(InputObject)]
 pub struct FileInput {
     /// The file itself, in a GraphQL multipart request (the
-    /// graphql-multipart-request-spec that Apollo's and urql's upload
-    /// clients speak). The request needs an `Authorization`,
+    /// graphql-multipart-request-spec). The request needs an `Authorization`,
     /// `GraphQL-Require-Preflight` or `Apollo-Require-Preflight` header.
     pub file: Option<Upload>,
     /// The file's bytes, base64-encoded, in an ordinary JSON request (up

@@ -43,30 +43,8 @@ pub struct StartExecutionInput {
     /// Content blocks: text, images and documents (see `FileInput` for the
     /// ways to send a file). At most 20.
     pub content: Option<Vec<super::attachments::ContentBlockInput>>,
-    pub system_prompt: Option<String>,
-    pub append_system_prompt: Option<String>,
-    /// At least 1.
-    pub max_turns: Option<i32>,
-    pub allowed_tools: Option<Vec<String>>,
-    pub model: Option<String>,
-    /// default, acceptEdits, plan, dontAsk or auto.
-    pub permission_mode: Option<String>,
-    /// Stop the run once it has cost this much (US dollars; BUDGET_EXCEEDED).
-    pub max_budget_usd: Option<f64>,
-    /// Claude asks before using a tool: each request shows up as a
-    /// PermissionRequestEvent and in `pendingPermissionRequests`, and waits
-    /// for `answerPermissionRequest` (denied when unanswered in time).
-    /// Default: the workspace's `requireApproval`.
-    pub require_approval: Option<bool>,
-    /// A JSON Schema (an object, at most 64 KiB) that the run's final
-    /// answer must match (the CLI's `--json-schema`): the answer is then
-    /// `Execution.structuredOutput`, and a run that ends without one fails
-    /// with NO_STRUCTURED_OUTPUT.
-    pub output_schema: Option<Json>,
-    /// MCP servers for this run, besides the workspace's (one of the same
-    /// name replaces the workspace's). Passed as `--mcp-config` with
-    /// `--strict-mcp-config`: no other MCP server is loaded.
-    pub mcp_servers: Option<Vec<super::mcp::McpServerInput>>,
+    #[graphql(flatten)]
+    pub options: RunOptionsInput,
     /// Also stream partial-token events (live only, no `seq`).
     pub include_partial_messages: Option<bool>,
     /// Anything of yours, kept with the execution.
@@ -101,19 +79,33 @@ pub enum IfSessionBusy {
     Interrupt,
 }
 
-/// The start options a schedule or an agent profile holds (the fields of
-/// StartExecutionInput of the same names).
+/// The options of a start (part of StartExecutionInput), which a schedule
+/// or an agent profile can hold too.
 #[derive(InputObject)]
 pub struct RunOptionsInput {
     pub system_prompt: Option<String>,
     pub append_system_prompt: Option<String>,
+    /// At least 1.
     pub max_turns: Option<i32>,
     pub allowed_tools: Option<Vec<String>>,
     pub model: Option<String>,
+    /// default, acceptEdits, plan, dontAsk or auto.
     pub permission_mode: Option<String>,
+    /// Stop the run once it has cost this much (US dollars; BUDGET_EXCEEDED).
     pub max_budget_usd: Option<f64>,
+    /// Claude asks before using a tool: each request shows up as a
+    /// PermissionRequestEvent and in `pendingPermissionRequests`, and waits
+    /// for `answerPermissionRequest` (denied when unanswered in time).
+    /// Default: the workspace's `requireApproval`.
     pub require_approval: Option<bool>,
+    /// A JSON Schema (an object, at most 64 KiB) that the run's final
+    /// answer must match (the CLI's `--json-schema`): the answer is then
+    /// `Execution.structuredOutput`, and a run that ends without one fails
+    /// with NO_STRUCTURED_OUTPUT.
     pub output_schema: Option<Json>,
+    /// MCP servers for this run, besides the workspace's (one of the same
+    /// name replaces the workspace's). Passed as `--mcp-config` with
+    /// `--strict-mcp-config`: no other MCP server is loaded.
     pub mcp_servers: Option<Vec<super::mcp::McpServerInput>>,
 }
 
@@ -129,16 +121,7 @@ impl RunOptionsInput {
             base_ref: None,
             prompt: Some(prompt),
             content: None,
-            system_prompt: self.system_prompt,
-            append_system_prompt: self.append_system_prompt,
-            max_turns: self.max_turns,
-            allowed_tools: self.allowed_tools,
-            model: self.model,
-            permission_mode: self.permission_mode,
-            max_budget_usd: self.max_budget_usd,
-            require_approval: self.require_approval,
-            output_schema: self.output_schema,
-            mcp_servers: self.mcp_servers,
+            options: self,
             include_partial_messages: None,
             metadata: None,
             idempotency_key: None,
@@ -369,10 +352,10 @@ fn start_request(
     // NUL cannot be stored (PostgreSQL text) nor passed in argv.
     no_nul("prompt", &prompt)?;
     for (field, value) in [
-        ("systemPrompt", &input.system_prompt),
-        ("appendSystemPrompt", &input.append_system_prompt),
-        ("model", &input.model),
-        ("permissionMode", &input.permission_mode),
+        ("systemPrompt", &input.options.system_prompt),
+        ("appendSystemPrompt", &input.options.append_system_prompt),
+        ("model", &input.options.model),
+        ("permissionMode", &input.options.permission_mode),
     ] {
         if let Some(value) = value {
             no_nul(field, value)?;
@@ -393,22 +376,23 @@ fn start_request(
     if prompt.len() > MAX_PROMPT {
         return Err(AppError::bad_input("prompt", format!("`prompt` is longer than {MAX_PROMPT} bytes")));
     }
-    for (field, value) in [("systemPrompt", &input.system_prompt), ("appendSystemPrompt", &input.append_system_prompt)]
+    for (field, value) in
+        [("systemPrompt", &input.options.system_prompt), ("appendSystemPrompt", &input.options.append_system_prompt)]
     {
         if value.as_ref().is_some_and(|v| v.len() > MAX_SYSTEM_PROMPT) {
             return Err(AppError::bad_input(field, format!("`{field}` is longer than {MAX_SYSTEM_PROMPT} bytes")));
         }
     }
-    if input.max_turns.is_some_and(|n| n < 1) {
+    if input.options.max_turns.is_some_and(|n| n < 1) {
         return Err(AppError::bad_input("maxTurns", "`maxTurns` must be at least 1"));
     }
-    if let Some(tools) = &input.allowed_tools {
+    if let Some(tools) = &input.options.allowed_tools {
         policy.check_allowed_tools(tools).map_err(|why| AppError::bad_input("allowedTools", why))?;
     }
-    if input.max_budget_usd.is_some_and(|usd| !(usd > 0.0 && usd.is_finite())) {
+    if input.options.max_budget_usd.is_some_and(|usd| !(usd > 0.0 && usd.is_finite())) {
         return Err(AppError::bad_input("maxBudgetUsd", "`maxBudgetUsd` must be a positive amount"));
     }
-    if let Some(model) = &input.model {
+    if let Some(model) = &input.options.model {
         // Never one that reads as an option of the CLI.
         let ok = !model.is_empty()
             && !model.starts_with('-')
@@ -418,17 +402,18 @@ fn start_request(
             return Err(AppError::bad_input("model", format!("`{model}` is not a model name")));
         }
     }
-    if let Some(mode) = &input.permission_mode {
+    if let Some(mode) = &input.options.permission_mode {
         policy.check_mode(mode).map_err(|why| AppError::bad_input("permissionMode", why))?;
     }
-    if let Some(schema) = &input.output_schema {
+    if let Some(schema) = &input.options.output_schema {
         json_no_nul("outputSchema", &schema.0)?;
         if !schema.0.is_object() || schema.0.to_string().len() > MAX_OUTPUT_SCHEMA {
             let why = format!("`outputSchema` is a JSON Schema object of at most {MAX_OUTPUT_SCHEMA} bytes");
             return Err(AppError::bad_input("outputSchema", why));
         }
     }
-    let mcp_servers: Option<Vec<McpServer>> = input.mcp_servers.map(|s| s.into_iter().map(Into::into).collect());
+    let mcp_servers: Option<Vec<McpServer>> =
+        input.options.mcp_servers.map(|s| s.into_iter().map(Into::into).collect());
     if let Some(servers) = &mcp_servers {
         check_mcp(policy, servers)?;
     }
@@ -442,15 +427,15 @@ fn start_request(
         session_id,
         prompt: crate::attachments::Prompt::Text(prompt),
         options: RunOptions {
-            system_prompt: input.system_prompt,
-            append_system_prompt: input.append_system_prompt,
-            max_turns: input.max_turns,
-            allowed_tools: input.allowed_tools,
-            model: input.model,
-            permission_mode: input.permission_mode,
-            max_budget_usd: input.max_budget_usd,
-            require_approval: input.require_approval,
-            output_schema: input.output_schema.map(|s| s.0),
+            system_prompt: input.options.system_prompt,
+            append_system_prompt: input.options.append_system_prompt,
+            max_turns: input.options.max_turns,
+            allowed_tools: input.options.allowed_tools,
+            model: input.options.model,
+            permission_mode: input.options.permission_mode,
+            max_budget_usd: input.options.max_budget_usd,
+            require_approval: input.options.require_approval,
+            output_schema: input.options.output_schema.map(|s| s.0),
             mcp_servers,
             include_partial_messages: input.include_partial_messages.unwrap_or(false),
         },
