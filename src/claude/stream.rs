@@ -5,7 +5,12 @@
 //! versions, so parsing is tolerant: anything unrecognised is `Other` and is
 //! passed on unchanged; a line that is not JSON at all is kept as text.
 
-use serde::Deserialize;
+use std::{borrow::Cow, sync::Arc};
+
+use serde::{
+    de::{IgnoredAny, MapAccess, SeqAccess, Visitor},
+    Deserialize,
+};
 use serde_json::Value;
 
 /// The type recorded for a stdout line that is not JSON.
@@ -15,66 +20,127 @@ pub const STDERR: &str = "stderr";
 
 /// The top-level fields every line may carry, and the two the server reads
 /// from particular lines (`model` of `init`, `message.id` of `assistant`),
-/// all in one pass over the line.
+/// all in one pass over the line. Strings are borrowed from the line where
+/// they have no escapes; a field that is not a string counts as absent.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-struct Header {
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    subtype: Option<Value>,
-    uuid: Option<Value>,
-    session_id: Option<Value>,
-    model: Option<Value>,
-    message: ApiMessageId,
+struct Header<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Text<'a>,
+    #[serde(borrow)]
+    subtype: Text<'a>,
+    #[serde(borrow)]
+    uuid: Text<'a>,
+    #[serde(borrow)]
+    session_id: Text<'a>,
+    #[serde(borrow)]
+    model: Text<'a>,
+    #[serde(borrow)]
+    message: ApiMessage<'a>,
+}
+
+/// A string field, or None for any other JSON value (skipped, not an error).
+#[derive(Debug, Default)]
+struct Text<'a>(Option<Cow<'a, str>>);
+
+impl Text<'_> {
+    fn owned(self) -> Option<String> {
+        self.0.map(Cow::into_owned)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(TextVisitor)
+    }
+}
+
+struct TextVisitor;
+
+impl<'de> Visitor<'de> for TextVisitor {
+    type Value = Text<'de>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'de>, E> {
+        Ok(Text(Some(Cow::Borrowed(v))))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Text<'de>, E> {
+        Ok(Text(Some(Cow::Owned(v.to_owned()))))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Text<'de>, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Text(None))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Text<'de>, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Text(None))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Text<'de>, E> {
+        Ok(Text(None))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Text<'de>, E> {
+        Ok(Text(None))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Text<'de>, E> {
+        Ok(Text(None))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Text<'de>, E> {
+        Ok(Text(None))
+    }
+    fn visit_unit<E>(self) -> Result<Text<'de>, E> {
+        Ok(Text(None))
+    }
 }
 
 /// The `id` of a line's `message` (an API reply's id), if it is an object
 /// with a string `id`; anything else there is skipped, not an error.
 #[derive(Debug, Default)]
-struct ApiMessageId(Option<String>);
+struct ApiMessage<'a> {
+    id: Text<'a>,
+}
 
-impl<'de> Deserialize<'de> for ApiMessageId {
+impl<'de: 'a, 'a> Deserialize<'de> for ApiMessage<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+        // Any value but an object is read (and skipped) as Text is.
         struct Id;
         impl<'de> Visitor<'de> for Id {
-            type Value = ApiMessageId;
+            type Value = ApiMessage<'de>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("any JSON value")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ApiMessageId, A::Error> {
-                let mut id = None;
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    match key.as_ref() {
-                        "id" => id = map.next_value::<Value>()?.as_str().map(str::to_owned),
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ApiMessage<'de>, A::Error> {
+                let mut id = Text(None);
+                while let Some(key) = map.next_key::<Text<'de>>()? {
+                    match key.0.as_deref() {
+                        Some("id") => id = map.next_value()?,
                         _ => {
                             map.next_value::<IgnoredAny>()?;
                         }
                     }
                 }
-                Ok(ApiMessageId(id))
+                Ok(ApiMessage { id })
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ApiMessageId, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(ApiMessageId(None))
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<ApiMessage<'de>, A::Error> {
+                TextVisitor.visit_seq(seq).map(|_| ApiMessage::default())
             }
-            fn visit_str<E>(self, _: &str) -> Result<ApiMessageId, E> {
-                Ok(ApiMessageId(None))
+            fn visit_str<E>(self, _: &str) -> Result<ApiMessage<'de>, E> {
+                Ok(ApiMessage::default())
             }
-            fn visit_bool<E>(self, _: bool) -> Result<ApiMessageId, E> {
-                Ok(ApiMessageId(None))
+            fn visit_bool<E>(self, _: bool) -> Result<ApiMessage<'de>, E> {
+                Ok(ApiMessage::default())
             }
-            fn visit_i64<E>(self, _: i64) -> Result<ApiMessageId, E> {
-                Ok(ApiMessageId(None))
+            fn visit_i64<E>(self, _: i64) -> Result<ApiMessage<'de>, E> {
+                Ok(ApiMessage::default())
             }
-            fn visit_u64<E>(self, _: u64) -> Result<ApiMessageId, E> {
-                Ok(ApiMessageId(None))
+            fn visit_u64<E>(self, _: u64) -> Result<ApiMessage<'de>, E> {
+                Ok(ApiMessage::default())
             }
-            fn visit_f64<E>(self, _: f64) -> Result<ApiMessageId, E> {
-                Ok(ApiMessageId(None))
+            fn visit_f64<E>(self, _: f64) -> Result<ApiMessage<'de>, E> {
+                Ok(ApiMessage::default())
             }
-            fn visit_unit<E>(self) -> Result<ApiMessageId, E> {
-                Ok(ApiMessageId(None))
+            fn visit_unit<E>(self) -> Result<ApiMessage<'de>, E> {
+                Ok(ApiMessage::default())
             }
         }
         deserializer.deserialize_any(Id)
@@ -116,7 +182,8 @@ pub struct Line {
     pub api_message_id: Option<String>,
     /// The line as written, without its newline. For a non-JSON line this is
     /// a JSON string holding the text, so the payload is always JSON.
-    pub payload: String,
+    /// Shared with the event that publishes it and the row that stores it.
+    pub payload: Arc<str>,
 }
 
 impl Line {
@@ -124,9 +191,9 @@ impl Line {
     pub fn parse(raw: &[u8]) -> Line {
         match serde_json::from_slice::<Header>(raw) {
             Ok(header) => Self::from_header(header, raw),
-            // Valid JSON whose top level is not an object, or whose `type`
-            // is not a string: keep it, with no header fields.
-            Err(_) if serde_json::from_slice::<serde::de::IgnoredAny>(raw).is_ok() => Line {
+            // Valid JSON whose top level is not an object: keep it, with no
+            // header fields.
+            Err(_) if serde_json::from_slice::<IgnoredAny>(raw).is_ok() => Line {
                 kind: LineKind::Other,
                 type_name: "unknown".into(),
                 subtype: None,
@@ -134,7 +201,7 @@ impl Line {
                 session_id: None,
                 model: None,
                 api_message_id: None,
-                payload: String::from_utf8_lossy(raw).into_owned(),
+                payload: text_of(raw),
             },
             Err(_) => Self::text(INVALID_JSON, &String::from_utf8_lossy(raw)),
         }
@@ -151,17 +218,13 @@ impl Line {
             session_id: None,
             model: None,
             api_message_id: None,
-            payload: Value::String(text.to_owned()).to_string(),
+            payload: Value::String(text.to_owned()).to_string().into(),
         }
     }
 
     fn from_header(header: Header, raw: &[u8]) -> Line {
-        let as_string = |v: Option<Value>| match v {
-            Some(Value::String(s)) => Some(s),
-            _ => None,
-        };
-        let type_name = header.kind.unwrap_or_else(|| "unknown".into());
-        let subtype = as_string(header.subtype);
+        let type_name = header.kind.owned().unwrap_or_else(|| "unknown".into());
+        let subtype = header.subtype.owned();
         let kind = match (type_name.as_str(), subtype.as_deref()) {
             ("system", Some("init")) => LineKind::Init,
             ("result", _) => LineKind::Result,
@@ -174,18 +237,26 @@ impl Line {
             kind,
             type_name,
             subtype,
-            uuid: as_string(header.uuid),
-            session_id: as_string(header.session_id),
-            model: as_string(header.model),
-            api_message_id: header.message.0,
-            // from_slice succeeded, so the bytes are valid UTF-8.
-            payload: String::from_utf8_lossy(raw).into_owned(),
+            uuid: header.uuid.owned(),
+            session_id: header.session_id.owned(),
+            model: header.model.owned(),
+            api_message_id: header.message.id.owned(),
+            payload: text_of(raw),
         }
     }
 
     /// Partial-token events are delivered live and never stored.
     pub fn is_live_only(&self) -> bool {
         self.kind == LineKind::StreamEvent
+    }
+}
+
+/// The line's text, copied once. The JSON parser does not check the UTF-8
+/// of strings it skips, so a bad byte there is replaced here.
+fn text_of(raw: &[u8]) -> Arc<str> {
+    match std::str::from_utf8(raw) {
+        Ok(text) => Arc::from(text),
+        Err(_) => Arc::from(String::from_utf8_lossy(raw)),
     }
 }
 
@@ -320,7 +391,7 @@ mod tests {
                 let line = Line::parse(raw.as_bytes());
                 assert_ne!(line.kind, LineKind::Invalid, "{}: {raw}", path.display());
                 assert_ne!(line.type_name, "unknown", "{}: {raw}", path.display());
-                assert_eq!(line.payload, raw);
+                assert_eq!(&*line.payload, raw);
                 seen += 1;
             }
         }
@@ -364,11 +435,28 @@ mod tests {
     fn garbage_and_odd_lines_are_kept() {
         let garbage = Line::parse(b"not json {");
         assert_eq!(garbage.kind, LineKind::Invalid);
-        assert_eq!(garbage.payload, "\"not json {\"");
+        assert_eq!(&*garbage.payload, "\"not json {\"");
         let odd = Line::parse(br#"{"type":"brand_new","subtype":7,"x":[1]}"#);
         assert_eq!((odd.kind, odd.type_name.as_str(), odd.subtype), (LineKind::Other, "brand_new", None));
         let array = Line::parse(b"[1,2]");
         assert_eq!(array.type_name, "unknown");
-        assert_eq!(array.payload, "[1,2]");
+        assert_eq!(&*array.payload, "[1,2]");
+    }
+
+    /// The header's strings are borrowed where they can be; escaped ones
+    /// are unescaped, odd types are absent, and a bad byte in a string the
+    /// parser skips is replaced (the payload is always valid UTF-8).
+    #[test]
+    fn header_strings_escapes_and_bad_bytes() {
+        let escaped = Line::parse(br#"{"type":"syst\u0065m","subtype":"in\u0069t","session_id":"s\"1","x":{"y":[]}}"#);
+        assert_eq!((escaped.kind, escaped.session_id.as_deref()), (LineKind::Init, Some("s\"1")));
+        let numbers = Line::parse(br#"{"type":5,"uuid":{"a":1},"session_id":[1],"model":null}"#);
+        assert_eq!(numbers.type_name, "unknown");
+        assert_eq!((numbers.uuid, numbers.session_id, numbers.model), (None, None, None));
+        let mut raw = br#"{"type":"assistant","text":"ab"}"#.to_vec();
+        raw[28] = 0xff;
+        let bad = Line::parse(&raw);
+        assert_eq!(bad.type_name, "assistant");
+        assert_eq!(&*bad.payload, "{\"type\":\"assistant\",\"text\":\"\u{fffd}b\"}");
     }
 }

@@ -1,13 +1,13 @@
 //! Stored messages: the lines `claude` wrote, in order.
 
-use std::fmt::Write as _;
+use std::{fmt::Write as _, sync::Arc};
 
 use chrono::Utc;
-use entity::{execution, message, session};
-use sea_orm::{prelude::*, QueryOrder, QuerySelect, Statement, TransactionTrait};
+use entity::message;
+use sea_orm::{prelude::*, sqlx, DatabaseBackend, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
-use super::DbResult;
+use super::{DbError, DbResult};
 
 /// One line, numbered, ready to store.
 #[derive(Debug, Clone)]
@@ -18,10 +18,10 @@ pub struct NewMessage {
     pub subtype: Option<String>,
     pub uuid: Option<String>,
     /// The line, shared with the event that publishes it.
-    pub payload: std::sync::Arc<str>,
+    pub payload: Arc<str>,
 }
 
-/// Rows per INSERT: stays under SQLite's bound-parameter limit.
+/// Rows per INSERT: at 9 parameters a row, under SQLite's limit (32766).
 const ROWS_PER_INSERT: usize = 500;
 
 /// One execution's batch of lines, for [`store_batches`].
@@ -29,78 +29,177 @@ const ROWS_PER_INSERT: usize = 500;
 pub struct Batch {
     pub execution_id: Uuid,
     pub session_id: Uuid,
-    pub messages: Vec<NewMessage>,
+    /// Shared with the caller, which may try it again.
+    pub messages: Arc<[NewMessage]>,
 }
 
 /// Stores batches (of one or several executions) and bumps each
 /// execution's and session's counters, in one transaction: either all of it
 /// is durable or none is.
+///
+/// This is the hot path of every run, so it speaks to the driver directly:
+/// a few statements a transaction whatever the number of runs, the lines
+/// bound by reference (not copied into query values and cloned again). The
+/// values are encoded as SeaORM's binder encodes them, so the entities read
+/// them back the same.
 pub async fn store_batches(db: &DatabaseConnection, batches: &[&Batch]) -> DbResult<()> {
     let now = Utc::now();
-    let txn = db.begin().await?;
-    let rows: Vec<_> = batches.iter().flat_map(|b| b.messages.iter().map(move |m| (*b, m))).collect();
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
-        txn.execute(insert_statement(txn.get_database_backend(), chunk, now)).await?;
-    }
-    for batch in batches.iter() {
-        let Some(last) = batch.messages.last() else { continue };
-        execution::Entity::update_many()
-            .col_expr(execution::Column::MessageCount, Expr::value(last.seq))
-            .filter(execution::Column::Id.eq(batch.execution_id))
-            .exec(&txn)
-            .await?;
-        session::Entity::update_many()
-            .col_expr(session::Column::MessageCount, Expr::value(last.session_seq))
-            .col_expr(session::Column::LastActivityAt, Expr::value(now))
-            .filter(session::Column::Id.eq(batch.session_id))
-            .exec(&txn)
-            .await?;
-        super::signals::notify(&txn, super::signals::EVENTS_CHANNEL, batch.execution_id).await?;
-    }
-    txn.commit().await?;
-    Ok(())
+    let stored = match db.get_database_backend() {
+        DatabaseBackend::Postgres => {
+            store_in(db.get_postgres_connection_pool(), DatabaseBackend::Postgres, batches, now).await
+        }
+        // The text the driver makes of a time, made once, not once a line.
+        backend => {
+            let now = now.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false);
+            store_in(db.get_sqlite_connection_pool(), backend, batches, now).await
+        }
+    };
+    stored.map_err(|e| DbError::Db(DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e))))
 }
 
-/// One multi-row INSERT of `rows`, written directly: the lines are the
-/// hot path, and the values go through the same binder as every other
-/// statement's (so they are stored exactly as the entity reads them).
-fn insert_statement(
-    backend: sea_orm::DatabaseBackend,
-    rows: &[(&Batch, &NewMessage)],
-    now: chrono::DateTime<Utc>,
-) -> Statement {
-    const COLUMNS: &str =
-        "\"execution_id\", \"session_id\", \"seq\", \"session_seq\", \"type\", \"subtype\", \"uuid\", \"payload\", \"created_at\"";
-    let mut sql = String::with_capacity(64 + rows.len() * 48);
-    sql.push_str("INSERT INTO \"message\" (");
-    sql.push_str(COLUMNS);
-    sql.push_str(") VALUES ");
-    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(rows.len() * 9);
-    for (i, (batch, m)) in rows.iter().enumerate() {
+async fn store_in<DB, Time>(
+    pool: &sqlx::Pool<DB>,
+    backend: DatabaseBackend,
+    batches: &[&Batch],
+    now: Time,
+) -> Result<(), sqlx::Error>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> Uuid: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<&'q str>: sqlx::Encode<'q, DB>,
+    for<'q> Time: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let rows: Vec<(&Batch, &NewMessage)> =
+        batches.iter().flat_map(|b| b.messages.iter().map(move |m| (*b, m))).collect();
+    let mut tx = pool.begin().await?;
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let sql = insert_sql(backend, chunk.len());
+        let mut query = sqlx::query::<DB>(&sql);
+        for (batch, m) in chunk {
+            query = query
+                .bind(batch.execution_id)
+                .bind(batch.session_id)
+                .bind(m.seq)
+                .bind(m.session_seq)
+                .bind(m.type_name.as_str())
+                .bind(m.subtype.as_deref())
+                .bind(m.uuid.as_deref())
+                .bind(&*m.payload)
+                .bind(&now);
+        }
+        query.execute(&mut *tx).await?;
+    }
+    let counts = Counts::of(batches);
+    for (table, counts) in [("execution", &counts.executions), ("session", &counts.sessions)] {
+        for chunk in counts.chunks(ROWS_PER_INSERT) {
+            let touched = table == "session";
+            let sql = set_counts_sql(backend, table, touched, chunk.len());
+            let mut query = sqlx::query::<DB>(&sql);
+            for &(id, count) in chunk {
+                query = query.bind(id).bind(count);
+            }
+            if touched {
+                query = query.bind(&now);
+            }
+            for &(id, _) in chunk {
+                query = query.bind(id);
+            }
+            query.execute(&mut *tx).await?;
+        }
+    }
+    if backend == DatabaseBackend::Postgres {
+        // Other replicas hear of the new lines once they are committed.
+        let ids: Vec<String> = counts.executions.iter().map(|(id, _)| id.to_string()).collect();
+        for chunk in ids.chunks(ROWS_PER_INSERT) {
+            let calls: Vec<String> = (0..chunk.len()).map(|i| format!("pg_notify($1, ${})", i + 2)).collect();
+            let sql = format!("SELECT {}", calls.join(", "));
+            let mut query = sqlx::query::<DB>(&sql).bind(super::signals::EVENTS_CHANNEL);
+            for id in chunk {
+                query = query.bind(id.as_str());
+            }
+            query.execute(&mut *tx).await?;
+        }
+    }
+    tx.commit().await
+}
+
+/// The highest counts a group of batches reaches, per execution and per
+/// session (two runs of one session may be in one group).
+struct Counts {
+    executions: Vec<(Uuid, i64)>,
+    sessions: Vec<(Uuid, i64)>,
+}
+
+impl Counts {
+    fn of(batches: &[&Batch]) -> Counts {
+        let mut executions = std::collections::HashMap::new();
+        let mut sessions = std::collections::HashMap::new();
+        for batch in batches {
+            let Some(last) = batch.messages.last() else { continue };
+            let count = executions.entry(batch.execution_id).or_insert(last.seq);
+            *count = (*count).max(last.seq);
+            let count = sessions.entry(batch.session_id).or_insert(last.session_seq);
+            *count = (*count).max(last.session_seq);
+        }
+        Counts { executions: executions.into_iter().collect(), sessions: sessions.into_iter().collect() }
+    }
+}
+
+/// Writes `n` placeholders, numbered on from `*next`, separated by commas.
+/// (SQLite's are anonymous `?`: it looks a numbered one up by a linear
+/// search, which made a 4000-parameter INSERT quadratic.)
+fn placeholders(sql: &mut String, backend: DatabaseBackend, next: &mut usize, n: usize) {
+    for i in 0..n {
         if i > 0 {
             sql.push(',');
         }
-        sql.push('(');
-        for column in 0..9 {
-            if column > 0 {
-                sql.push(',');
-            }
-            let _ = write!(sql, "{}", super::placeholder(backend, values.len() + column + 1));
-        }
-        sql.push(')');
-        values.extend([
-            batch.execution_id.into(),
-            batch.session_id.into(),
-            m.seq.into(),
-            m.session_seq.into(),
-            m.type_name.clone().into(),
-            m.subtype.clone().into(),
-            m.uuid.clone().into(),
-            m.payload.to_string().into(),
-            now.into(),
-        ]);
+        let _ = write!(sql, "{}", super::placeholder(backend, *next));
+        *next += 1;
     }
-    Statement::from_sql_and_values(backend, sql, values)
+}
+
+/// `INSERT` of `rows` lines. (The driver caches its prepared statement by
+/// this text.)
+fn insert_sql(backend: DatabaseBackend, rows: usize) -> String {
+    let mut sql = String::with_capacity(160 + rows * 64);
+    sql.push_str(
+        "INSERT INTO \"message\" (\"execution_id\", \"session_id\", \"seq\", \"session_seq\", \"type\", \
+         \"subtype\", \"uuid\", \"payload\", \"created_at\") VALUES ",
+    );
+    let mut next = 1;
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ",(" });
+        placeholders(&mut sql, backend, &mut next, 9);
+        sql.push(')');
+    }
+    sql
+}
+
+/// `UPDATE table SET message_count = CASE id WHEN ? THEN ? .. END WHERE id
+/// IN (..)` for `n` rows; bound: the (id, count) pairs, the time if
+/// `touched` (it sets `last_activity_at`), the ids.
+fn set_counts_sql(backend: DatabaseBackend, table: &str, touched: bool, n: usize) -> String {
+    let mut sql = format!("UPDATE \"{table}\" SET \"message_count\" = CASE \"id\"");
+    let mut next = 1;
+    for _ in 0..n {
+        sql.push_str(" WHEN ");
+        placeholders(&mut sql, backend, &mut next, 1);
+        sql.push_str(" THEN ");
+        placeholders(&mut sql, backend, &mut next, 1);
+    }
+    sql.push_str(" END");
+    if touched {
+        sql.push_str(", \"last_activity_at\" = ");
+        placeholders(&mut sql, backend, &mut next, 1);
+    }
+    sql.push_str(" WHERE \"id\" IN (");
+    placeholders(&mut sql, backend, &mut next, n);
+    sql.push(')');
+    sql
 }
 
 /// An execution's messages with `seq > after_seq`, in order, at most `limit`.

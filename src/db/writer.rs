@@ -6,6 +6,8 @@
 //! commit each. Together they pay one. Durability is unchanged: a batch's
 //! caller hears back only once its commit is done, and publishes after.
 
+use std::sync::Arc;
+
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -37,9 +39,14 @@ impl StoreWriter {
     }
 
     /// Stores one execution's lines; returns once they are committed.
-    pub async fn store(&self, execution_id: Uuid, session_id: Uuid, messages: Vec<NewMessage>) -> DbResult<()> {
+    pub async fn store(
+        &self,
+        execution_id: Uuid,
+        session_id: Uuid,
+        messages: impl Into<Arc<[NewMessage]>>,
+    ) -> DbResult<()> {
         let (done, answer) = oneshot::channel();
-        let job = Job { batch: Batch { execution_id, session_id, messages }, done };
+        let job = Job { batch: Batch { execution_id, session_id, messages: messages.into() }, done };
         self.0.send(job).await.map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
     }

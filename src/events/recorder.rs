@@ -120,7 +120,7 @@ impl Recorder {
                     seq,
                     type_name: line.type_name.clone(),
                     subtype: line.subtype.clone(),
-                    payload: Arc::from(line.payload.as_str()),
+                    payload: line.payload.clone(),
                     renders: Default::default(),
                 };
                 if let Some(seq) = seq {
@@ -135,7 +135,7 @@ impl Recorder {
                 }
                 to_publish.push(event);
             }
-            if !recorded.store_failed && !self.store(&to_store).await {
+            if !recorded.store_failed && !self.store(&to_store.into()).await {
                 recorded.store_failed = true;
                 on_store_failure();
             }
@@ -289,14 +289,14 @@ impl Recorder {
     }
 
     /// Stores a batch, retrying with backoff; false if it could not.
-    async fn store(&self, batch: &[NewMessage]) -> bool {
+    async fn store(&self, batch: &Arc<[NewMessage]>) -> bool {
         if batch.is_empty() {
             return true;
         }
         let mut delay = Duration::from_millis(50);
         for attempt in 1..=STORE_ATTEMPTS {
             let started = Instant::now();
-            match self.writer.store(self.execution_id, self.session_id, batch.to_vec()).await {
+            match self.writer.store(self.execution_id, self.session_id, batch.clone()).await {
                 Ok(()) => {
                     self.broker.store_health().succeeded();
                     metrics::histogram!(m::STORE_BATCH_SECONDS).record(started.elapsed().as_secs_f64());

@@ -37,9 +37,9 @@ async fn a_lagging_subscriber_catches_up_from_the_store() {
                 payload: format!("{{\"type\":\"assistant\",\"n\":{seq}}}").into(),
             })
             .collect();
-        let stored = db::messages::Batch { execution_id, session_id, messages: batch };
+        let stored = db::messages::Batch { execution_id, session_id, messages: batch.into() };
         db::messages::store_batches(&conn, &[&stored]).await.unwrap();
-        for m in &stored.messages {
+        for m in stored.messages.iter() {
             publisher.publish(Event::Message(MessageEvent {
                 execution_id,
                 seq: Some(m.seq),
@@ -107,7 +107,8 @@ async fn runs_lines_are_committed_together_and_fail_alone() {
                 results.push(writer.store(execution_id, session_id, batch).await.is_ok());
             }
             if i == 0 {
-                results.push(writer.store(execution_id, session_id, (1..=30).map(line).collect()).await.is_ok());
+                results
+                    .push(writer.store(execution_id, session_id, (1..=30).map(line).collect::<Vec<_>>()).await.is_ok());
             }
             results
         }));
@@ -182,4 +183,64 @@ async fn new_execution(conn: &sea_orm::DatabaseConnection, workspace: Uuid) -> (
     };
     db::executions::create(conn, new).await.unwrap();
     (execution_id, session.id)
+}
+
+crate::on_every_db!(one_group_commit_keeps_every_count);
+
+/// Two runs of one session and a run of another, stored in one group
+/// commit: every line is there, each execution counts its own, the shared
+/// session the higher of its two, and the sessions' activity moved.
+async fn one_group_commit_keeps_every_count(app: crate::helpers::TestApp) {
+    let conn = db::connect(&app.database_url).await.unwrap();
+    let workspace = db::workspaces::create(&conn, "me", "w", "/tmp", false).await.unwrap();
+    let (first, session) = new_execution(&conn, workspace.id).await;
+    let (other, other_session) = new_execution(&conn, workspace.id).await;
+    let second = Uuid::now_v7();
+    let new = db::executions::NewExecution {
+        id: second,
+        session_id: session,
+        workspace_id: workspace.id,
+        prompt: "p".into(),
+        content: None,
+        options: serde_json::json!({}),
+        metadata: None,
+        resumed_from: None,
+        replica_id: Some("test".into()),
+    };
+    db::executions::create(&conn, new).await.unwrap();
+    let before = db::sessions::find(&conn, session).await.unwrap().unwrap().last_activity_at;
+    let lines = |seqs: std::ops::RangeInclusive<i64>, session_base: i64| -> Arc<[NewMessage]> {
+        seqs.map(|seq| NewMessage {
+            seq,
+            session_seq: session_base + seq,
+            type_name: "assistant".into(),
+            subtype: (seq % 2 == 0).then(|| "even".into()),
+            uuid: Some(format!("u{seq}")),
+            payload: format!("{{\"type\":\"assistant\",\"n\":{seq},\"text\":\"é \\\" \\\\\"}}").into(),
+        })
+        .collect()
+    };
+    let batches = [
+        db::messages::Batch { execution_id: first, session_id: session, messages: lines(1..=700, 0) },
+        db::messages::Batch { execution_id: second, session_id: session, messages: lines(1..=3, 700) },
+        db::messages::Batch { execution_id: other, session_id: other_session, messages: lines(1..=2, 0) },
+    ];
+    db::messages::store_batches(&conn, &batches.iter().collect::<Vec<_>>()).await.unwrap();
+
+    let count = |id| {
+        let conn = conn.clone();
+        async move { db::executions::find(&conn, id).await.unwrap().unwrap().message_count }
+    };
+    assert_eq!((count(first).await, count(second).await, count(other).await), (700, 3, 2));
+    let shared = db::sessions::find(&conn, session).await.unwrap().unwrap();
+    assert_eq!(shared.message_count, 703);
+    assert!(shared.last_activity_at >= before);
+    assert_eq!(db::sessions::find(&conn, other_session).await.unwrap().unwrap().message_count, 2);
+    let stored = db::messages::after(&conn, first, 0, 1000).await.unwrap();
+    assert_eq!(stored.iter().map(|m| m.seq).collect::<Vec<_>>(), (1..=700).collect::<Vec<_>>());
+    let line = &stored[1];
+    assert_eq!((line.session_seq, line.subtype.as_deref(), line.uuid.as_deref()), (2, Some("even"), Some("u2")));
+    assert_eq!(line.payload, "{\"type\":\"assistant\",\"n\":2,\"text\":\"é \\\" \\\\\"}");
+    let second_lines = db::messages::after(&conn, second, 0, 10).await.unwrap();
+    assert_eq!(second_lines.iter().map(|m| m.session_seq).collect::<Vec<_>>(), [701, 702, 703]);
 }

@@ -598,7 +598,7 @@ mod tests {
         for path in recordings(std::path::Path::new(dir)) {
             for line in std::fs::read_to_string(&path).unwrap().lines() {
                 let parsed = crate::claude::stream::Line::parse(line.as_bytes());
-                let raw: Arc<str> = Arc::from(parsed.payload.as_str());
+                let raw: Arc<str> = parsed.payload.clone();
                 let message = claude_message(&parsed.type_name, &raw);
                 let kind = match &message {
                     ClaudeMessage::SystemInit(m) => {
