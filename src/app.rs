@@ -197,6 +197,13 @@ impl App {
             );
             tokio::spawn(sender.run(leases_stop.clone()))
         };
+        // SQLite's log goes back into the database file beside the writer,
+        // until the runs have stopped writing.
+        let checkpointer = tokio::spawn(crate::db::checkpointer::run(
+            state.db.clone(),
+            crate::db::checkpointer::EVERY,
+            leases_stop.clone(),
+        ));
         // Schedules fire until the server stops.
         let scheduler = {
             let scheduler = crate::schedules::Scheduler { db: state.db.clone(), executor: state.executor.clone() };
@@ -230,6 +237,7 @@ impl App {
         let _ = leases.await;
         let _ = webhooks.await;
         let _ = scheduler.await;
+        let _ = checkpointer.await;
         state.executor.release_lease().await;
         info!("stopped");
         served

@@ -4,6 +4,7 @@
 
 pub mod attachments;
 pub mod batch;
+pub mod checkpointer;
 pub mod clock;
 pub mod executions;
 pub mod holds;
@@ -102,7 +103,8 @@ pub async fn connect(url: &str) -> DbResult<DatabaseConnection> {
 
 /// The SQLite pool. WAL lets readers (replays, queries) run beside the
 /// writer; NORMAL sync is durable against a process crash, which is what
-/// "stored before delivered" promises.
+/// "stored before delivered" promises. The log is checkpointed by
+/// [`checkpointer::run`], not by the commits.
 ///
 /// A connection whose transaction could not be ended (a COMMIT or ROLLBACK
 /// that failed, e.g. on a full disk) is closed instead of going back to
@@ -123,6 +125,8 @@ async fn connect_sqlite(url: &str) -> DbResult<DatabaseConnection> {
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(10))
         .foreign_keys(true)
+        // The server's checkpointer does it, off the writer's path.
+        .pragma("wal_autocheckpoint", "0")
         .disable_statement_logging();
     let pool = SqlitePoolOptions::new()
         .max_connections(SQLITE_POOL)

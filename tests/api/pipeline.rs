@@ -1,7 +1,7 @@
 //! The event pipeline on its own: a subscriber that falls far behind the
 //! live channel still gets every message exactly once, from the store.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use claude_graphql::{
     db::{self, messages::NewMessage},
@@ -243,4 +243,56 @@ async fn one_group_commit_keeps_every_count(app: crate::helpers::TestApp) {
     assert_eq!(line.payload, "{\"type\":\"assistant\",\"n\":2,\"text\":\"é \\\" \\\\\"}");
     let second_lines = db::messages::after(&conn, second, 0, 10).await.unwrap();
     assert_eq!(second_lines.iter().map(|m| m.session_seq).collect::<Vec<_>>(), [701, 702, 703]);
+}
+
+/// The server checkpoints SQLite's log beside the writer (the commits no
+/// longer do): after a run's lines, the log is copied back in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_is_checkpointed_beside_the_writer() {
+    use sea_orm::ConnectionTrait;
+    let dir = tempfile::tempdir().unwrap();
+    let conn = db::connect(&format!("sqlite://{}/t.db?mode=rwc", dir.path().display())).await.unwrap();
+    let workspace = db::workspaces::create(&conn, "me", "w", "/tmp", false).await.unwrap();
+    let (execution_id, session_id) = new_execution(&conn, workspace.id).await;
+    let frames = |conn: sea_orm::DatabaseConnection| async move {
+        let row = conn
+            .query_one(sea_orm::Statement::from_string(conn.get_database_backend(), "PRAGMA wal_checkpoint(PASSIVE)"))
+            .await
+            .unwrap()
+            .unwrap();
+        let log: i64 = row.try_get_by_index(1).unwrap();
+        let done: i64 = row.try_get_by_index(2).unwrap();
+        (log, done)
+    };
+    let line = |seq: i64| NewMessage {
+        seq,
+        session_seq: seq,
+        type_name: "assistant".into(),
+        subtype: None,
+        uuid: None,
+        payload: format!("{{\"n\":{seq},\"pad\":\"{}\"}}", "x".repeat(500)).into(),
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let checkpointer = tokio::spawn(db::checkpointer::run(conn.clone(), Duration::from_millis(20), stop.clone()));
+    for b in 0..20 {
+        let batch = db::messages::Batch {
+            execution_id,
+            session_id,
+            messages: (b * 100 + 1..=b * 100 + 100).map(line).collect(),
+        };
+        db::messages::store_batches(&conn, &[&batch]).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.cancel();
+    checkpointer.await.unwrap();
+    // Nothing left to copy: every frame in the log is in the database.
+    let (log, done) = frames(conn.clone()).await;
+    assert_eq!(log, done, "the log was checkpointed");
+    // And the commits do not do it themselves.
+    let row = conn
+        .query_one(sea_orm::Statement::from_string(conn.get_database_backend(), "PRAGMA wal_autocheckpoint"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.try_get_by_index::<i64>(0).unwrap(), 0, "commits do not checkpoint");
 }
