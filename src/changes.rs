@@ -64,6 +64,11 @@ fn text(bytes: Vec<u8>) -> String {
 /// files written to the object store); None when `dir` is not the top of
 /// a repository, or git is not there.
 pub async fn snapshot(dir: &Path) -> Option<String> {
+    // The top of a repository (or of a worktree) holds `.git`: a stat
+    // spares starting git for every run in a directory that is none.
+    if std::fs::symlink_metadata(dir.join(".git")).is_err() {
+        return None;
+    }
     let found = text(git(dir, &["rev-parse", "--show-toplevel", "--git-path", "index"], None).await?);
     let (top, index) = found.split_once('\n')?;
     // Only a workspace that is its repository: one inside a larger
