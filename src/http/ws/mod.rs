@@ -482,11 +482,7 @@ impl Connection {
         let response = match item {
             // The stream ended (StreamMap drops it by itself).
             None => return self.feed_text(json!({ "type": "complete", "id": id }).to_string()).await,
-            Some(Frame::Rendered(payload)) => {
-                let id = Value::String(id).to_string();
-                let text = format!("{{\"type\":\"{kind}\",\"id\":{id},\"payload\":{payload}}}");
-                return self.feed_text(text).await;
-            }
+            Some(Frame::Rendered(payload)) => return self.feed_text(envelope(kind, &id, &payload)).await,
             Some(Frame::Response(response)) => *response,
         };
         if is_request_error(&response) {
@@ -500,9 +496,19 @@ impl Connection {
         if payload.len() > max {
             payload = crate::graphql::errors::too_large(max, &self.trace.0).to_string();
         }
-        let id = Value::String(id).to_string();
-        self.feed_text(format!("{{\"type\":\"{kind}\",\"id\":{id},\"payload\":{payload}}}")).await
+        self.feed_text(envelope(kind, &id, &payload)).await
     }
+}
+
+/// `{"type":kind,"id":id,"payload":payload}`, in one allocation of the
+/// right size: `format!` grew the string several times for every event.
+fn envelope(kind: &str, id: &str, payload: &str) -> String {
+    let id = Value::String(id.to_owned()).to_string();
+    let mut text = String::with_capacity(32 + kind.len() + id.len() + payload.len());
+    for piece in ["{\"type\":\"", kind, "\",\"id\":", &id, ",\"payload\":", payload, "}"] {
+        text.push_str(piece);
+    }
+    text
 }
 
 impl OperationPayload {
