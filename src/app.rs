@@ -43,6 +43,9 @@ pub struct App {
     listener: TcpListener,
     state: AppState,
     shutdown: CancellationToken,
+    /// SQLite's log checkpointer, from the first write (migrations,
+    /// recovery) to the last.
+    checkpointer: Option<db::checkpointer::Checkpointer>,
 }
 
 impl App {
@@ -72,6 +75,7 @@ impl App {
             ),
         }
         let db = db::connect(config.database_url.expose_secret()).await?;
+        let checkpointer = db::checkpointer::Checkpointer::start(&db, db::checkpointer::EVERY);
         // Subscriptions may use half of the pool to read the store; the
         // other half stays for everything else.
         let broker = Broker::new(db::pool_size(&db) / 2, 2);
@@ -113,7 +117,7 @@ impl App {
         let listener =
             TcpListener::bind(config.bind).await.map_err(|source| StartupError::Bind { addr: config.bind, source })?;
         let state = AppState { db, broker, executor, config: Arc::new(config), registrations: Default::default() };
-        Ok(App { listener, state, shutdown })
+        Ok(App { listener, state, shutdown, checkpointer })
     }
 
     /// The port actually bound (useful with port 0).
@@ -137,7 +141,7 @@ impl App {
         self,
         stop: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let App { listener, state, shutdown } = self;
+        let App { listener, state, shutdown, checkpointer } = self;
         info!(address = %listener.local_addr()?, "listening");
         let schema = build_schema(Some(state.clone()));
         let ws_closing = http::WsClosing::default();
@@ -197,13 +201,6 @@ impl App {
             );
             tokio::spawn(sender.run(leases_stop.clone()))
         };
-        // SQLite's log goes back into the database file beside the writer,
-        // until the runs have stopped writing.
-        let checkpointer = tokio::spawn(crate::db::checkpointer::run(
-            state.db.clone(),
-            crate::db::checkpointer::EVERY,
-            leases_stop.clone(),
-        ));
         // Schedules fire until the server stops.
         let scheduler = {
             let scheduler = crate::schedules::Scheduler { db: state.db.clone(), executor: state.executor.clone() };
@@ -237,8 +234,11 @@ impl App {
         let _ = leases.await;
         let _ = webhooks.await;
         let _ = scheduler.await;
-        let _ = checkpointer.await;
         state.executor.release_lease().await;
+        // Nothing writes any more: the log goes back into the file.
+        if let Some(checkpointer) = checkpointer {
+            checkpointer.stop().await;
+        }
         info!("stopped");
         served
     }
