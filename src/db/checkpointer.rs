@@ -9,13 +9,14 @@
 //! append to the log while another connection checkpoints it).
 //!
 //! The log starts over only once a checkpoint has caught up with it
-//! between two commits, which a writer that never pauses does not allow:
-//! past [`RESTART_FRAMES`] the checkpoint waits for the commit in progress
-//! and restarts the log, which would otherwise grow without end (and with
-//! it the cost of every read that looks pages up in it). A RESTART holds
-//! the writer back while it waits for readers still on the log, so its
-//! connection (its own, outside the pool) waits briefly and tries again
-//! later rather than the pool's 10 s.
+//! between two commits, which a busy writer seldom allows, so a log past
+//! [`RESTART_FRAMES`] gets a few more passes at once (each has less left
+//! to copy) until one catches up. Only when none does is it RESTARTed,
+//! which holds the writer back until the copy is done: a log that never
+//! started over would grow for as long as the load lasts (and with it the
+//! cost of every read that looks pages up in it). The RESTART runs on the
+//! checkpointer's own connection, outside the pool, which waits 50 ms for
+//! readers and tries again at the next tick rather than the pool's 10 s.
 
 use std::time::Duration;
 
@@ -28,8 +29,10 @@ use tracing::warn;
 
 /// How often the log is checkpointed.
 pub const EVERY: Duration = Duration::from_millis(250);
-/// A log this long (in pages, 16 MiB of 4 KiB pages) is restarted.
+/// A log this long (in pages, 16 MiB of 4 KiB pages) must start over.
 pub const RESTART_FRAMES: i64 = 4096;
+/// PASSIVE checkpoints a long log gets before it is RESTARTed.
+const CATCH_UP_PASSES: usize = 4;
 /// How long a RESTART waits for readers and the writer before it gives up
 /// until the next tick.
 const RESTART_PATIENCE: Duration = Duration::from_millis(50);
@@ -88,11 +91,8 @@ async fn run(db: DatabaseConnection, every: Duration, stop: CancellationToken) {
             continue;
         };
         let result = match stopping {
-            true => checkpoint(conn, "TRUNCATE").await,
-            false => match checkpoint(conn, "PASSIVE").await {
-                Ok(frames) if frames >= RESTART_FRAMES => checkpoint(conn, "RESTART").await,
-                other => other,
-            },
+            true => checkpoint(conn, "TRUNCATE").await.map(|_| ()),
+            false => keep_short(conn).await,
         };
         if let Err(e) = result {
             warn!(error = %e, "could not checkpoint the database's log");
@@ -108,10 +108,26 @@ async fn run(db: DatabaseConnection, every: Duration, stop: CancellationToken) {
     }
 }
 
-/// Runs one checkpoint; returns how many pages the log holds. A checkpoint
-/// that could not finish for readers or the writer is not an error: the
-/// next tick tries again.
-async fn checkpoint(conn: &mut SqliteConnection, mode: &str) -> Result<i64, sqlx::Error> {
+/// Checkpoints; a long log gets more passes, and a RESTART if none of
+/// them catches up with it.
+async fn keep_short(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+    let (mut log, mut copied) = checkpoint(conn, "PASSIVE").await?;
+    for _ in 1..CATCH_UP_PASSES {
+        if log < RESTART_FRAMES || copied >= log {
+            return Ok(());
+        }
+        (log, copied) = checkpoint(conn, "PASSIVE").await?;
+    }
+    if log >= RESTART_FRAMES && copied < log {
+        checkpoint(conn, "RESTART").await?;
+    }
+    Ok(())
+}
+
+/// Runs one checkpoint; returns the pages in the log and how many of them
+/// are in the database file. A checkpoint that could not finish for
+/// readers or the writer is not an error: the next tick tries again.
+async fn checkpoint(conn: &mut SqliteConnection, mode: &str) -> Result<(i64, i64), sqlx::Error> {
     let row = sqlx::query(&format!("PRAGMA wal_checkpoint({mode})")).fetch_one(&mut *conn).await?;
-    row.try_get::<i64, _>(1)
+    Ok((row.try_get::<i64, _>(1)?, row.try_get::<i64, _>(2)?))
 }
