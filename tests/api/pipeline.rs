@@ -170,9 +170,15 @@ async fn new_execution(conn: &sea_orm::DatabaseConnection, workspace: Uuid) -> (
     let session = db::sessions::create(conn, uuid::Uuid::now_v7(), workspace, execution_id, "a prompt", None, None)
         .await
         .unwrap();
+    add_execution(conn, workspace, session.id, execution_id).await;
+    (execution_id, session.id)
+}
+
+/// Another execution of `session`.
+async fn add_execution(conn: &sea_orm::DatabaseConnection, workspace: Uuid, session: Uuid, id: Uuid) {
     let new = db::executions::NewExecution {
-        id: execution_id,
-        session_id: session.id,
+        id,
+        session_id: session,
         workspace_id: workspace,
         prompt: "p".into(),
         content: None,
@@ -182,7 +188,6 @@ async fn new_execution(conn: &sea_orm::DatabaseConnection, workspace: Uuid) -> (
         replica_id: Some("test".into()),
     };
     db::executions::create(conn, new).await.unwrap();
-    (execution_id, session.id)
 }
 
 crate::on_every_db!(one_group_commit_keeps_every_count);
@@ -196,18 +201,7 @@ async fn one_group_commit_keeps_every_count(app: crate::helpers::TestApp) {
     let (first, session) = new_execution(&conn, workspace.id).await;
     let (other, other_session) = new_execution(&conn, workspace.id).await;
     let second = Uuid::now_v7();
-    let new = db::executions::NewExecution {
-        id: second,
-        session_id: session,
-        workspace_id: workspace.id,
-        prompt: "p".into(),
-        content: None,
-        options: serde_json::json!({}),
-        metadata: None,
-        resumed_from: None,
-        replica_id: Some("test".into()),
-    };
-    db::executions::create(&conn, new).await.unwrap();
+    add_execution(&conn, workspace.id, session, second).await;
     let before = db::sessions::find(&conn, session).await.unwrap().unwrap().last_activity_at;
     let lines = |seqs: std::ops::RangeInclusive<i64>, session_base: i64| -> Arc<[NewMessage]> {
         seqs.map(|seq| NewMessage {
