@@ -150,8 +150,9 @@ impl Counts {
 }
 
 /// Writes `n` placeholders, numbered on from `*next`, separated by commas.
-/// (SQLite's are anonymous `?`: it looks a numbered one up by a linear
-/// search, which made a 4000-parameter INSERT quadratic.)
+/// (SQLite's are anonymous `?`: the driver asks SQLite for the name of
+/// every numbered one, which SQLite finds by a linear search of the
+/// statement's names, so a 4500-parameter INSERT ran 4x slower.)
 fn placeholders(sql: &mut String, backend: DatabaseBackend, next: &mut usize, n: usize) {
     for i in 0..n {
         if i > 0 {

@@ -26,17 +26,8 @@ async fn a_lagging_subscriber_catches_up_from_the_store() {
     // Far more than the channel holds, published while nobody reads.
     const TOTAL: i64 = 10_000;
     for chunk in (1..=TOTAL).collect::<Vec<_>>().chunks(500) {
-        let batch: Vec<NewMessage> = chunk
-            .iter()
-            .map(|&seq| NewMessage {
-                seq,
-                session_seq: seq,
-                type_name: "assistant".into(),
-                subtype: None,
-                uuid: None,
-                payload: format!("{{\"type\":\"assistant\",\"n\":{seq}}}").into(),
-            })
-            .collect();
+        let batch: Vec<NewMessage> =
+            chunk.iter().map(|&seq| assistant_line(seq, format!("{{\"type\":\"assistant\",\"n\":{seq}}}"))).collect();
         let stored = db::messages::Batch { execution_id, session_id, messages: batch.into() };
         db::messages::store_batches(&conn, &[&stored]).await.unwrap();
         for m in stored.messages.iter() {
@@ -86,14 +77,7 @@ async fn runs_lines_are_committed_together_and_fail_alone() {
     for _ in 0..20 {
         runs.push(new_execution(&conn, workspace.id).await);
     }
-    let line = |seq: i64| NewMessage {
-        seq,
-        session_seq: seq,
-        type_name: "assistant".into(),
-        subtype: None,
-        uuid: None,
-        payload: format!("{{\"n\":{seq}}}").into(),
-    };
+    let line = |seq: i64| assistant_line(seq, format!("{{\"n\":{seq}}}"));
     let writer = db::writer::StoreWriter::new(conn.clone());
     // Every run writes 10 batches of 30 lines at once; run 0 also repeats
     // its first batch, which the store refuses (seq is unique).
@@ -174,6 +158,19 @@ async fn new_execution(conn: &sea_orm::DatabaseConnection, workspace: Uuid) -> (
     (execution_id, session.id)
 }
 
+/// Line `seq` of a run that is its session's first, as the recorder
+/// numbers it.
+fn assistant_line(seq: i64, payload: String) -> NewMessage {
+    NewMessage {
+        seq,
+        session_seq: seq,
+        type_name: "assistant".into(),
+        subtype: None,
+        uuid: None,
+        payload: payload.into(),
+    }
+}
+
 /// Another execution of `session`.
 async fn add_execution(conn: &sea_orm::DatabaseConnection, workspace: Uuid, session: Uuid, id: Uuid) {
     let new = db::executions::NewExecution {
@@ -250,14 +247,7 @@ async fn the_log_is_checkpointed_beside_the_writer() {
     let conn = db::connect(&format!("sqlite://{}?mode=rwc", file.display())).await.unwrap();
     let workspace = db::workspaces::create(&conn, "me", "w", "/tmp", false).await.unwrap();
     let (execution_id, session_id) = new_execution(&conn, workspace.id).await;
-    let line = |seq: i64| NewMessage {
-        seq,
-        session_seq: seq,
-        type_name: "assistant".into(),
-        subtype: None,
-        uuid: None,
-        payload: format!("{{\"n\":{seq},\"pad\":\"{}\"}}", "x".repeat(500)).into(),
-    };
+    let line = |seq: i64| assistant_line(seq, format!("{{\"n\":{seq},\"pad\":\"{}\"}}", "x".repeat(500)));
     let size = |suffix: &str| {
         let mut name = file.clone().into_os_string();
         name.push(suffix);
