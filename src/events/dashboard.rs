@@ -69,7 +69,7 @@ pub fn dashboard_events(
             Start::Now => {
                 let read = {
                     let (db, owner) = (db.clone(), owner.clone());
-                    reader.run(async move {
+                    reader.run(move || async move {
                         let clock = db::clock::now(&db, &owner).await?;
                         let active = db::clock::active(&db, &owner, workspace).await?;
                         Ok::<_, db::DbError>((clock, with_waiting(&db, active).await?))
@@ -89,7 +89,7 @@ pub fn dashboard_events(
             loop {
                 let read = {
                     let (db, owner) = (db.clone(), owner.clone());
-                    reader.run(async move {
+                    reader.run(move || async move {
                         let changed = db::clock::changed_after(&db, &owner, workspace, cursor, PAGE).await?;
                         with_waiting(&db, changed).await
                     }).await

@@ -62,18 +62,29 @@ pub struct StoreReader {
 }
 
 impl StoreReader {
-    /// Runs `read` to completion on a task of its own, in turn; None if it
-    /// panicked. Dropping the returned future (the subscription ended)
-    /// aborts the read.
-    pub async fn run<T: Send + 'static>(&self, read: impl Future<Output = T> + Send + 'static) -> Option<T> {
+    /// Runs the future `read` makes to completion on a task of its own, in
+    /// turn; None if it panicked. Dropping the returned future (the
+    /// subscription ended) aborts the read.
+    ///
+    /// The read's future (a query, a few KiB) exists only while it runs:
+    /// it is made once the turn has come, and boxed, so neither a task
+    /// waiting for its turn nor the stream awaiting the task (spawned at
+    /// this call, not at the first poll) holds its state. A thousand
+    /// subscribers that join at once queue a thousand small tasks.
+    pub fn run<T, F, Fut>(&self, read: F) -> impl Future<Output = Option<T>> + Send + 'static
+    where
+        T: Send + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = T> + Send + 'static,
+    {
         let (total, user) = (self.total.clone(), self.user.clone());
-        let task = tokio::spawn(async move {
+        let task = AbortOnDropHandle::new(tokio::spawn(async move {
             // The user's turn first, so one user's backlog never holds
             // server-wide permits while it waits.
             let _user = user.acquire_owned().await;
             let _total = total.acquire_owned().await;
-            read.await
-        });
-        AbortOnDropHandle::new(task).await.ok()
+            Box::pin(read()).await
+        }));
+        async move { task.await.ok() }
     }
 }

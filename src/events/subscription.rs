@@ -88,7 +88,7 @@ pub fn execution_events(
                 told_pending = true;
                 let pending = {
                     let db = db.clone();
-                    reader.run(async move { db::permissions::of_execution(&db, execution_id, true).await }).await
+                    reader.run(move || async move { db::permissions::of_execution(&db, execution_id, true).await }).await
                 };
                 for request in pending.and_then(Result::ok).unwrap_or_default() {
                     yield Arc::new(Event::Permission(PermissionEvent { execution_id, request: Box::new(request), renders: Default::default() }));
@@ -177,7 +177,8 @@ async fn stored_after(
     let mut delay = Duration::from_millis(50);
     loop {
         let db = db.clone();
-        let read = reader.run(async move { db::messages::after(&db, execution_id, last, REPLAY_PAGE).await }).await;
+        let read =
+            reader.run(move || async move { db::messages::after(&db, execution_id, last, REPLAY_PAGE).await }).await;
         match read {
             Some(Ok(page)) => {
                 return page.iter().map(|m| (m.seq, Arc::new(Event::Message(MessageEvent::from_stored(m))))).collect()
@@ -199,7 +200,8 @@ async fn final_events(
     execution_id: Uuid,
 ) -> Option<(ProgressEvent, StatusEvent)> {
     let db = db.clone();
-    let execution = reader.run(async move { db::executions::find(&db, execution_id).await }).await?.ok().flatten()?;
+    let execution =
+        reader.run(move || async move { db::executions::find(&db, execution_id).await }).await?.ok().flatten()?;
     let status = terminal_status_of(&execution)?;
     let elapsed = match (execution.started_at, execution.finished_at) {
         (Some(start), Some(end)) => (end - start).num_milliseconds(),

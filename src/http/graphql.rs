@@ -12,7 +12,7 @@ use super::{
     ws::{self, Protocol},
 };
 
-const READ_BUFFER: usize = 4 * 1024;
+const READ_BUFFER: usize = 1024;
 /// Frames are written once this much is queued, or at each flush.
 const WRITE_BUFFER: usize = 32 * 1024;
 
@@ -25,8 +25,10 @@ pub async fn graphql_ws(State(http): State<HttpState>, headers: HeaderMap, upgra
     };
     let settings = http.ws.clone();
     upgrade
-        // Small reads (frames larger than this still arrive whole): an idle
-        // subscription should cost kilobytes, not tungstenite's 128 KiB.
+        // Small reads (frames larger than this still arrive whole, in more
+        // reads): what a client sends is mostly a subscribe of a few hundred
+        // bytes, and an idle subscription should cost a few KiB in all, not
+        // tungstenite's 128 KiB (or 4 KiB) buffer.
         .read_buffer_size(READ_BUFFER)
         .max_message_size(http.state.config.max_body_bytes)
         .write_buffer_size(WRITE_BUFFER)

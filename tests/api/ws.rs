@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{SinkExt, StreamExt, TryStreamExt};
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
 use tokio_tungstenite::{
@@ -225,5 +225,27 @@ async fn subscribers_with_different_documents_each_get_their_own_shape() {
         // The first document has no afterSeq: it always starts at 1.
         let start = if i == 1 { after + 1 } else { 1 };
         assert_eq!(seqs, (start..=25).collect::<Vec<_>>(), "document {i}, after {after}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_only_the_engine_renders_sees_each_subscribers_variables() {
+    let app = spawn_app().await;
+    let (workspace, _) = app.workspace().await;
+    let (execution, _) = app.start(json!({ "workspaceId": workspace, "prompt": "fake: messages=3 delay_ms=20" })).await;
+    // Directives are the engine's to render (the plan leaves them to it).
+    let document = "subscription($id: ID!, $withType: Boolean!, $after: Int) {
+        executionEvents(executionId: $id, afterSeq: $after) {
+            ... on MessageEvent { seq type @include(if: $withType) } } }";
+    for with_type in [true, false] {
+        let variables = json!({ "id": execution, "withType": with_type, "after": 0 });
+        let stream = app.subscription(document, variables, "executionEvents").await.unwrap();
+        let events: Vec<Value> =
+            tokio::time::timeout(Duration::from_secs(30), stream.try_collect()).await.expect("it ends").unwrap();
+        let messages: Vec<&Value> = events.iter().filter(|e| e.get("seq").is_some()).collect();
+        assert_eq!(messages.len(), 8, "{events:?}");
+        for message in messages {
+            assert_eq!(message.get("type").is_some(), with_type, "{message}");
+        }
     }
 }

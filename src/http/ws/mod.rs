@@ -277,7 +277,10 @@ impl Connection {
             tokio::select! {
                 message = self.socket.recv() => match message {
                     Some(Ok(Message::Text(text))) => {
-                        if self.on_text(text.as_str()).await? == Flow::Stop {
+                        // Boxed: the connection's own future (a tokio task
+                        // for as long as the client stays) would otherwise
+                        // be as large as a subscribe's, several KiB.
+                        if Box::pin(self.on_text(text.as_str())).await? == Flow::Stop {
                             return Ok(());
                         }
                         if self.protocol == Protocol::TransportWs {

@@ -23,7 +23,7 @@ pub(super) async fn events_operation(
     let template = RenderTemplate {
         query: prepared.request.query.clone(),
         operation_name: prepared.request.operation_name.clone(),
-        variables: prepared.request.variables.clone(),
+        variables: serde_json::to_string(&prepared.request.variables).unwrap_or_default().into(),
         document: prepared.document.clone(),
     };
     let responses: Vec<Response> = http
@@ -85,7 +85,9 @@ pub(super) fn shared_render_key(payload: &OperationPayload, document: Option<&Ex
 struct RenderTemplate {
     query: String,
     operation_name: Option<String>,
-    variables: async_graphql::Variables,
+    /// As JSON text: most subscriptions never need them (the plan writes
+    /// their events), and the map costs a KiB in every one of them.
+    variables: Box<str>,
     /// The document, parsed once (it was checked by the probe).
     document: Option<ExecutableDocument>,
 }
@@ -113,21 +115,23 @@ impl Renderer {
             event.renders().put(self.key, text.clone());
             return text;
         }
+        // Boxed: an open subscription's state holds the engine's future
+        // only while the engine renders.
+        let response = Box::pin(self.engine_render(event.clone())).await;
+        let text: Arc<str> = serde_json::to_string(&response).unwrap_or_else(|_| "{}".into()).into();
+        event.renders().put(self.key, text.clone());
+        text
+    }
+
+    /// `event` rendered by the engine, as one subscriber's response.
+    async fn engine_render(&self, event: Arc<Event>) -> Response {
         let template = &self.template;
-        let mut request =
-            Request::new(template.query.clone()).variables(template.variables.clone()).data(RenderOne(event.clone()));
+        let variables = serde_json::from_str(&template.variables).unwrap_or_default();
+        let mut request = Request::new(template.query.clone()).variables(variables).data(RenderOne(event));
         request.operation_name = template.operation_name.clone();
         if let Some(document) = &template.document {
             request.set_parsed_query(document.clone());
         }
-        let response = self
-            .schema
-            .execute_stream_with_session_data(request, self.session.clone())
-            .next()
-            .await
-            .unwrap_or_default();
-        let text: Arc<str> = serde_json::to_string(&response).unwrap_or_else(|_| "{}".into()).into();
-        event.renders().put(self.key, text.clone());
-        text
+        self.schema.execute_stream_with_session_data(request, self.session.clone()).next().await.unwrap_or_default()
     }
 }
