@@ -47,6 +47,10 @@ struct History {
     floor: i64,
     /// The run's latest status event, for subscribers that join later.
     status: Option<Arc<Event>>,
+    /// Its final progress, once the run has ended: published just before
+    /// the terminal status is stored, it would be missed by a subscriber
+    /// that joins in between.
+    final_progress: Option<Arc<Event>>,
 }
 
 impl History {
@@ -152,6 +156,13 @@ impl Broker {
         status
     }
 
+    /// The final progress of a run live here whose end is being recorded.
+    pub fn final_progress(&self, execution_id: Uuid) -> Option<Arc<Event>> {
+        let history = self.lock().get(&execution_id)?.history.clone();
+        let progress = history.lock().unwrap_or_else(|e| e.into_inner()).final_progress.clone();
+        progress
+    }
+
     /// Joins an execution's live events, if it is live on this server.
     pub fn subscribe(&self, execution_id: Uuid) -> Option<broadcast::Receiver<Arc<Event>>> {
         self.lock().get(&execution_id).map(|live| live.tx.subscribe())
@@ -216,6 +227,9 @@ impl Publisher {
                 }
             }
             Event::Status(_) => self.history.lock().unwrap_or_else(|e| e.into_inner()).status = Some(event.clone()),
+            Event::Progress(p) if p.progress >= 1.0 => {
+                self.history.lock().unwrap_or_else(|e| e.into_inner()).final_progress = Some(event.clone())
+            }
             _ => {}
         }
         self.activity.send(&event);

@@ -49,6 +49,8 @@ pub fn execution_events(
         let mut told_pending = false;
         // The status event given on joining a channel (not to repeat it).
         let mut told: Option<Arc<Event>> = None;
+        // The run's final progress, once given (not to repeat it).
+        let mut told_progress: Option<Arc<Event>> = None;
         loop {
             // Catch up: from the recent history while the run is live here
             // (what is not there yet is not published yet: it comes live),
@@ -105,6 +107,14 @@ pub fn execution_events(
                 finished = Some(Arc::new(Event::Status(status)));
                 continue;
             }
+            if live_here && told_progress.is_none() {
+                // Joined between the run's final progress and its terminal
+                // status (being stored): the progress went out before.
+                if let Some(progress) = broker.final_progress(execution_id) {
+                    told_progress = Some(progress.clone());
+                    yield progress;
+                }
+            }
             let Some(rx) = live.as_mut() else {
                 // Not live on this server: read the store again when the
                 // replica running it signals, or after a while.
@@ -151,6 +161,11 @@ pub fn execution_events(
                         // Already told on joining.
                         Event::Status(_) if told.as_ref().is_some_and(|t| Arc::ptr_eq(t, &event)) => {}
                         Event::Progress(p) if p.message_count < last => {}
+                        Event::Progress(_) if told_progress.as_ref().is_some_and(|t| Arc::ptr_eq(t, &event)) => {}
+                        Event::Progress(p) if p.progress >= 1.0 => {
+                            told_progress = Some(event.clone());
+                            yield event;
+                        }
                         _ => yield event,
                     },
                     Err(RecvError::Lagged(_)) => break,
@@ -236,4 +251,55 @@ fn terminal_status_of(execution: &entity::execution::Model) -> Option<StatusEven
         after_seq: execution.message_count,
         renders: Default::default(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::StreamExt;
+
+    use super::*;
+    use crate::db::executions::Status;
+
+    #[tokio::test]
+    async fn a_subscriber_that_joins_as_the_run_ends_gets_its_final_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = db::connect(&format!("sqlite://{}/events.db?mode=rwc", dir.path().display())).await.unwrap();
+        let broker = Broker::new(4, 2);
+        let execution_id = Uuid::now_v7();
+        let publisher = broker.open(execution_id);
+        publisher.publish(Event::Message(MessageEvent {
+            execution_id,
+            seq: Some(1),
+            type_name: "result".into(),
+            subtype: Some("success".into()),
+            payload: r#"{"type":"result","subtype":"success"}"#.into(),
+            renders: Default::default(),
+        }));
+        publisher.publish(Event::Progress(ProgressEvent {
+            execution_id,
+            progress: 1.0,
+            message_count: 1,
+            num_turns: 1,
+            cost_usd: None,
+            elapsed_ms: 5,
+            stalled_since: None,
+            renders: Default::default(),
+        }));
+        // The terminal status is still being stored when this one joins.
+        let events = execution_events(db, broker.clone(), broker.reader("someone"), execution_id, 0);
+        tokio::pin!(events);
+        let mut next = async || tokio::time::timeout(Duration::from_secs(5), events.next()).await.expect("an event");
+        assert!(matches!(next().await.as_deref(), Some(Event::Message(m)) if m.seq == Some(1)));
+        assert!(matches!(next().await.as_deref(), Some(Event::Progress(p)) if p.progress == 1.0));
+        publisher.publish(Event::Status(StatusEvent {
+            execution_id,
+            status: Status::Completed,
+            error: None,
+            after_seq: 1,
+            renders: Default::default(),
+        }));
+        drop(publisher);
+        assert!(matches!(next().await.as_deref(), Some(Event::Status(s)) if s.status == Status::Completed));
+        assert!(next().await.is_none());
+    }
 }
