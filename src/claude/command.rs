@@ -229,6 +229,36 @@ pub fn user_message(content: &UserContent, uuid: Uuid, now: bool) -> String {
     message.to_string()
 }
 
+/// Our answer to a permission prompt (`can_use_tool`), as the CLI reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PermissionDecision {
+    /// The tool runs with `input` (the prompt's own, or changed), and the
+    /// CLI applies `permissions` (the prompt's suggestions chosen) first.
+    Allow { input: serde_json::Value, permissions: Vec<serde_json::Value> },
+    /// The tool does not run; the model is told `message`.
+    Deny { message: String },
+}
+
+impl PermissionDecision {
+    pub fn deny(message: impl Into<String>) -> PermissionDecision {
+        PermissionDecision::Deny { message: message.into() }
+    }
+
+    /// The `response` object of the `control_response`, which is also what
+    /// is stored as the request's decision.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            PermissionDecision::Allow { input, permissions } if permissions.is_empty() => {
+                json!({ "behavior": "allow", "updatedInput": input })
+            }
+            PermissionDecision::Allow { input, permissions } => {
+                json!({ "behavior": "allow", "updatedInput": input, "updatedPermissions": permissions })
+            }
+            PermissionDecision::Deny { message } => json!({ "behavior": "deny", "message": message }),
+        }
+    }
+}
+
 /// Our answer to one of claude's control requests (a permission prompt).
 pub fn control_response(request_id: &str, response: &serde_json::Value) -> String {
     json!({
@@ -251,6 +281,20 @@ pub fn interrupt_request(request_id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn permission_decisions_as_the_cli_reads_them() {
+        let input = json!({ "command": "ls" });
+        let allow = PermissionDecision::Allow { input: input.clone(), permissions: vec![] };
+        assert_eq!(allow.to_json(), json!({ "behavior": "allow", "updatedInput": { "command": "ls" } }));
+        let rule = json!({ "type": "setMode", "mode": "acceptEdits", "destination": "session" });
+        let with_rule = PermissionDecision::Allow { input, permissions: vec![rule.clone()] };
+        assert_eq!(with_rule.to_json()["updatedPermissions"], json!([rule]));
+        assert_eq!(PermissionDecision::deny("no").to_json(), json!({ "behavior": "deny", "message": "no" }));
+        let line: serde_json::Value = serde_json::from_str(&control_response("r1", &allow.to_json())).unwrap();
+        assert_eq!(line["response"]["request_id"], "r1");
+        assert_eq!(line["response"]["response"]["behavior"], "allow");
+    }
 
     #[test]
     fn argv_follows_the_spec_order() {

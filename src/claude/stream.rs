@@ -260,6 +260,55 @@ fn text_of(raw: &[u8]) -> Arc<str> {
     }
 }
 
+/// A control line from the CLI that the server answers or settles.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ControlLine {
+    /// `control_request` of subtype `can_use_tool`: claude asks before
+    /// using a tool, and waits for the answer.
+    PermissionPrompt(PermissionPrompt),
+    /// `control_cancel_request`: it no longer waits for that answer.
+    Cancel { request_id: String },
+}
+
+/// What a `can_use_tool` request says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PermissionPrompt {
+    pub request_id: String,
+    pub tool_name: String,
+    pub tool_use_id: Option<String>,
+    pub input: Value,
+    pub description: Option<String>,
+    pub blocked_path: Option<String>,
+    /// `permission_suggestions`: rules the user may apply with an allow.
+    pub suggestions: Option<Value>,
+}
+
+impl ControlLine {
+    /// The control line in `payload`, if it is one the server acts on
+    /// (other control requests, e.g. a hook's, are only stored).
+    pub fn parse(payload: &str) -> Option<ControlLine> {
+        let line = serde_json::from_str::<Value>(payload).ok()?;
+        let request_id = line["request_id"].as_str().unwrap_or_default().to_owned();
+        match line["type"].as_str()? {
+            "control_cancel_request" => Some(ControlLine::Cancel { request_id }),
+            "control_request" if line["request"]["subtype"] == "can_use_tool" => {
+                let request = &line["request"];
+                let text = |key: &str| request[key].as_str().map(str::to_owned);
+                Some(ControlLine::PermissionPrompt(PermissionPrompt {
+                    request_id,
+                    tool_name: text("tool_name").unwrap_or_default(),
+                    tool_use_id: text("tool_use_id"),
+                    input: request["input"].clone(),
+                    description: text("description"),
+                    blocked_path: text("blocked_path"),
+                    suggestions: request.get("permission_suggestions").cloned(),
+                }))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// The fields of a `result` line the outcome depends on.
 #[derive(Debug, Clone, Default)]
 pub struct ResultLine {
@@ -339,6 +388,25 @@ impl ResultLine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_lines_of_a_recorded_permission_prompt() {
+        let recording = include_str!("../../tests/fixtures/control/permission_prompt_interrupt_pending.jsonl");
+        let controls: Vec<ControlLine> = recording.lines().filter_map(ControlLine::parse).collect();
+        let [ControlLine::PermissionPrompt(prompt), ControlLine::Cancel { request_id }] = controls.as_slice() else {
+            panic!("a prompt, then its cancel: {controls:?}");
+        };
+        assert_eq!(&prompt.request_id, request_id);
+        assert_eq!(prompt.tool_name, "Bash");
+        assert_eq!(prompt.input["command"], "touch created.txt && echo made");
+        assert_eq!(prompt.description.as_deref(), Some("Run a command"));
+        assert!(prompt.suggestions.as_ref().is_some_and(|s| s.as_array().is_some_and(|s| !s.is_empty())));
+        // Control requests the server does not act on, and other lines.
+        let interrupt = r#"{"type":"control_request","request_id":"i","request":{"subtype":"interrupt"}}"#;
+        assert_eq!(ControlLine::parse(interrupt), None);
+        assert_eq!(ControlLine::parse(r#"{"type":"assistant"}"#), None);
+        assert_eq!(ControlLine::parse("not json"), None);
+    }
 
     #[test]
     fn the_api_message_id_and_the_model_come_with_the_header() {

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::{Broker, Event, MessageEvent, PermissionEvent, ProgressEvent, Publisher};
 use crate::{
-    claude::{Line, LineKind, RunCommand},
+    claude::{command::PermissionDecision, stream::ControlLine, Line, LineKind, RunCommand},
     db::{self, messages::NewMessage},
     telemetry::metrics as m,
 };
@@ -237,28 +237,28 @@ impl Recorder {
     /// A permission prompt from the CLI becomes a stored request (with an
     /// expiry that denies it); the CLI's cancel of one settles it.
     async fn on_control(&self, payload: &str, expiries: &mut JoinSet<()>) {
-        let Ok(line) = serde_json::from_str::<serde_json::Value>(payload) else { return };
-        let request_id = line["request_id"].as_str().unwrap_or_default().to_owned();
-        if line["type"] == "control_cancel_request" {
-            if let Ok(Some(request)) = db::permissions::by_request_id(&self.db, self.execution_id, &request_id).await {
-                settle_and_tell(&self.db, &self.broker, request.id, db::permissions::CANCELLED, None).await;
+        let prompt = match ControlLine::parse(payload) {
+            Some(ControlLine::PermissionPrompt(prompt)) => prompt,
+            Some(ControlLine::Cancel { request_id }) => {
+                if let Ok(Some(request)) =
+                    db::permissions::by_request_id(&self.db, self.execution_id, &request_id).await
+                {
+                    settle_and_tell(&self.db, &self.broker, request.id, db::permissions::CANCELLED, None).await;
+                }
+                return;
             }
-            return;
-        }
-        let request = &line["request"];
-        if request["subtype"] != "can_use_tool" {
-            return;
-        }
-        let text = |key: &str| request[key].as_str().map(str::to_owned);
+            None => return,
+        };
+        let request_id = prompt.request_id.clone();
         let new = db::permissions::NewRequest {
             execution_id: self.execution_id,
-            request_id: request_id.clone(),
-            tool_name: text("tool_name").unwrap_or_default(),
-            tool_use_id: text("tool_use_id"),
-            input: request["input"].clone(),
-            description: text("description"),
-            blocked_path: text("blocked_path"),
-            suggestions: request.get("permission_suggestions").cloned(),
+            request_id: prompt.request_id,
+            tool_name: prompt.tool_name,
+            tool_use_id: prompt.tool_use_id,
+            input: prompt.input,
+            description: prompt.description,
+            blocked_path: prompt.blocked_path,
+            suggestions: prompt.suggestions,
             expires_at: chrono::Utc::now() + self.permission_timeout,
         };
         let created = match db::permissions::create(&self.db, new).await {
@@ -266,7 +266,7 @@ impl Recorder {
             Err(e) => {
                 // Fail closed: the CLI would wait forever.
                 warn!(error = %e, "could not store a permission request; denying it");
-                let response = deny("the server could not record this request");
+                let response = PermissionDecision::deny("the server could not record this request").to_json();
                 let _ = self.commands.send(RunCommand::Answer { request_id, response }).await;
                 return;
             }
@@ -281,7 +281,7 @@ impl Recorder {
             (self.db.clone(), self.broker.clone(), self.commands.clone(), self.permission_timeout);
         expiries.spawn(async move {
             tokio::time::sleep(timeout).await;
-            let response = deny("no answer came in time");
+            let response = PermissionDecision::deny("no answer came in time").to_json();
             if settle_and_tell(&db, &broker, created.id, db::permissions::EXPIRED, Some(response.clone())).await {
                 let _ = commands.send(RunCommand::Answer { request_id: created.request_id, response }).await;
             }
@@ -314,11 +314,6 @@ impl Recorder {
         }
         false
     }
-}
-
-/// The answer that refuses a tool, with a reason for the model.
-pub fn deny(message: &str) -> serde_json::Value {
-    serde_json::json!({ "behavior": "deny", "message": message })
 }
 
 /// Settles a pending request and tells the execution's subscribers; false

@@ -3,6 +3,7 @@
 
 use super::lifecycle::outcome_finish;
 use super::*;
+use crate::claude::command::PermissionDecision;
 
 impl Executor {
     /// Cancels a pending or running execution; a finished one is returned
@@ -191,11 +192,9 @@ impl Executor {
         if answer.updated_input.as_ref().is_some_and(|input| !input.is_object()) {
             return Err(AppError::bad_input("updatedInput", "`updatedInput` must be an object of the tool's input"));
         }
-        let response = if answer.allow {
-            let mut response = serde_json::json!({
-                "behavior": "allow",
-                "updatedInput": answer.updated_input.unwrap_or_else(|| request.input.clone()),
-            });
+        let decision = if answer.allow {
+            let input = answer.updated_input.unwrap_or_else(|| request.input.clone());
+            let mut permissions = Vec::new();
             if let Some(index) = answer.apply_suggestion {
                 let suggestion = request.suggestions.as_ref().and_then(|s| s.get(index)).cloned();
                 let suggestion =
@@ -203,12 +202,13 @@ impl Executor {
                 let workspace = self.workspace_of(owner, request.execution_id).await?;
                 let suggestion =
                     policy.check_suggestion(&suggestion, Path::new(&workspace.path)).map_err(AppError::Forbidden)?;
-                response["updatedPermissions"] = serde_json::json!([suggestion]);
+                permissions.push(suggestion);
             }
-            response
+            PermissionDecision::Allow { input, permissions }
         } else {
-            crate::events::recorder::deny(answer.message.as_deref().unwrap_or("The user denied this."))
+            PermissionDecision::deny(answer.message.as_deref().unwrap_or("The user denied this."))
         };
+        let response = decision.to_json();
         let status = if answer.allow { db::permissions::ALLOWED } else { db::permissions::DENIED };
         if !db::permissions::settle(db, id, status, Some(response), Some(owner)).await? {
             return Err(AppError::bad_input("id", "the request was answered meanwhile"));
