@@ -261,7 +261,11 @@ impl Connection {
         tokio::pin!(expiry);
         let mut expiry_armed = false;
         // Set when the server stops: what is left is delivered, until then.
+        // Made once, not at every turn of the loop (each would join and
+        // leave the token's waiters).
         let closing = settings.closing.clone();
+        let closing = closing.cancelled();
+        tokio::pin!(closing);
         let mut closing_deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
         loop {
             if closing_deadline.is_some() && self.operations.is_empty() {
@@ -305,7 +309,7 @@ impl Connection {
                     }
                     self.flush().await?;
                 }
-                _ = closing.cancelled(), if closing_deadline.is_none() => {
+                _ = &mut closing, if closing_deadline.is_none() => {
                     closing_deadline = Some(Box::pin(sleep(CLOSING_GRACE)));
                 }
                 _ = async { closing_deadline.as_mut().expect("armed").await }, if closing_deadline.is_some() => {
