@@ -47,9 +47,9 @@ struct History {
     floor: i64,
     /// The run's latest status event, for subscribers that join later.
     status: Option<Arc<Event>>,
-    /// Its final progress, once the run has ended: published just before
-    /// the terminal status is stored, it would be missed by a subscriber
-    /// that joins in between.
+    /// Its progress of 1.0, published when `claude` has exited (at the end,
+    /// or before the run is parked): the terminal status is stored after
+    /// it, and a subscriber that joins in between would miss it.
     final_progress: Option<Arc<Event>>,
 }
 

@@ -102,17 +102,29 @@ pub fn execution_events(
             let live_here = from_memory && live.is_some();
             let ended = if live_here { None } else { final_events(&reader, &db, execution_id).await };
             if let Some((progress, status)) = ended {
-                // Live-only progress was missed: the final figures, then.
-                yield Arc::new(Event::Progress(progress));
+                // Live-only progress was missed: the final figures, then
+                // (unless the channel gave these before it closed).
+                let given = told_progress
+                    .as_ref()
+                    .is_some_and(|t| matches!(&**t, Event::Progress(p) if p.message_count == progress.message_count));
+                if !given {
+                    yield Arc::new(Event::Progress(progress));
+                }
                 finished = Some(Arc::new(Event::Status(status)));
                 continue;
             }
-            if live_here && told_progress.is_none() {
+            if live.is_some() {
                 // Joined between the run's final progress and its terminal
-                // status (being stored): the progress went out before.
+                // status (being stored): the progress went out before. It
+                // is given once the messages it counts are; if some are
+                // not, they and it came after joining, and are on the
+                // channel in order.
                 if let Some(progress) = broker.final_progress(execution_id) {
-                    told_progress = Some(progress.clone());
-                    yield progress;
+                    let given = told_progress.as_ref().is_some_and(|t| Arc::ptr_eq(t, &progress));
+                    if !given && matches!(&*progress, Event::Progress(p) if p.message_count <= last) {
+                        told_progress = Some(progress.clone());
+                        yield progress;
+                    }
                 }
             }
             let Some(rx) = live.as_mut() else {
@@ -260,46 +272,90 @@ mod tests {
     use super::*;
     use crate::db::executions::Status;
 
-    #[tokio::test]
-    async fn a_subscriber_that_joins_as_the_run_ends_gets_its_final_progress() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = db::connect(&format!("sqlite://{}/events.db?mode=rwc", dir.path().display())).await.unwrap();
-        let broker = Broker::new(4, 2);
-        let execution_id = Uuid::now_v7();
-        let publisher = broker.open(execution_id);
-        publisher.publish(Event::Message(MessageEvent {
+    fn message(execution_id: Uuid, seq: i64) -> Event {
+        Event::Message(MessageEvent {
             execution_id,
-            seq: Some(1),
-            type_name: "result".into(),
-            subtype: Some("success".into()),
-            payload: r#"{"type":"result","subtype":"success"}"#.into(),
+            seq: Some(seq),
+            type_name: "assistant".into(),
+            subtype: None,
+            payload: r#"{"type":"assistant"}"#.into(),
             renders: Default::default(),
-        }));
-        publisher.publish(Event::Progress(ProgressEvent {
+        })
+    }
+
+    fn final_progress(execution_id: Uuid, message_count: i64) -> Event {
+        Event::Progress(ProgressEvent {
             execution_id,
             progress: 1.0,
-            message_count: 1,
+            message_count,
             num_turns: 1,
             cost_usd: None,
             elapsed_ms: 5,
             stalled_since: None,
             renders: Default::default(),
-        }));
-        // The terminal status is still being stored when this one joins.
-        let events = execution_events(db, broker.clone(), broker.reader("someone"), execution_id, 0);
-        tokio::pin!(events);
-        let mut next = async || tokio::time::timeout(Duration::from_secs(5), events.next()).await.expect("an event");
-        assert!(matches!(next().await.as_deref(), Some(Event::Message(m)) if m.seq == Some(1)));
-        assert!(matches!(next().await.as_deref(), Some(Event::Progress(p)) if p.progress == 1.0));
-        publisher.publish(Event::Status(StatusEvent {
+        })
+    }
+
+    fn completed(execution_id: Uuid, after_seq: i64) -> Event {
+        Event::Status(StatusEvent {
             execution_id,
             status: Status::Completed,
             error: None,
-            after_seq: 1,
+            after_seq,
             renders: Default::default(),
-        }));
-        drop(publisher);
-        assert!(matches!(next().await.as_deref(), Some(Event::Status(s)) if s.status == Status::Completed));
-        assert!(next().await.is_none());
+        })
+    }
+
+    /// What a subscriber from the start gets, in order, as `seq`s and
+    /// "progress"/"status", when `before` is published before it joins
+    /// and `after` after its first event (the stream ends after the
+    /// terminal status).
+    async fn seen(before: &[Event], after: &[Event]) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let db = db::connect(&format!("sqlite://{}/events.db?mode=rwc", dir.path().display())).await.unwrap();
+        let broker = Broker::new(4, 2);
+        let execution_id = Uuid::now_v7();
+        let publisher = broker.open(execution_id);
+        let copy = |event: &Event| match event {
+            Event::Message(m) => message(execution_id, m.seq.unwrap()),
+            Event::Progress(p) => final_progress(execution_id, p.message_count),
+            Event::Status(s) => completed(execution_id, s.after_seq),
+            Event::Permission(_) => unreachable!(),
+        };
+        for event in before {
+            publisher.publish(copy(event));
+        }
+        let events = execution_events(db, broker.clone(), broker.reader("someone"), execution_id, 0);
+        tokio::pin!(events);
+        let mut seen = Vec::new();
+        while let Some(event) = tokio::time::timeout(Duration::from_secs(5), events.next()).await.expect("an event") {
+            seen.push(match &*event {
+                Event::Message(m) => m.seq.unwrap().to_string(),
+                Event::Progress(_) => "progress".into(),
+                Event::Status(_) => "status".into(),
+                Event::Permission(_) => "permission".into(),
+            });
+            if seen.len() == 1 {
+                for event in after {
+                    publisher.publish(copy(event));
+                }
+            }
+        }
+        seen
+    }
+
+    const ID: Uuid = Uuid::nil();
+
+    #[tokio::test]
+    async fn a_subscriber_that_joins_as_the_run_ends_gets_its_final_progress() {
+        // The terminal status is still being stored when this one joins.
+        let seen = seen(&[message(ID, 1), final_progress(ID, 1)], &[completed(ID, 1)]).await;
+        assert_eq!(seen, ["1", "progress", "status"]);
+    }
+
+    #[tokio::test]
+    async fn the_final_progress_comes_after_the_messages_it_counts() {
+        let seen = seen(&[message(ID, 1)], &[message(ID, 2), final_progress(ID, 2), completed(ID, 2)]).await;
+        assert_eq!(seen, ["1", "2", "progress", "status"]);
     }
 }
