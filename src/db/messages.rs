@@ -39,7 +39,8 @@ pub struct Batch {
 ///
 /// This is the hot path of every run, so it speaks to the driver directly:
 /// a few statements a transaction whatever the number of runs, the lines
-/// bound by reference (not copied into query values and cloned again). The
+/// bound by reference (not copied into query values and cloned again; the
+/// SQLite driver still copies each once, to send it to its own thread). The
 /// values are encoded as SeaORM's binder encodes them, so the entities read
 /// them back the same.
 pub async fn store_batches(db: &DatabaseConnection, batches: &[&Batch]) -> DbResult<()> {

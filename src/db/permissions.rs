@@ -7,6 +7,7 @@ use serde_json::Value as Json;
 use uuid::Uuid;
 
 use super::DbResult;
+use crate::claude::stream::PermissionPrompt;
 
 pub const PENDING: &str = "PENDING";
 pub const ALLOWED: &str = "ALLOWED";
@@ -14,35 +15,28 @@ pub const DENIED: &str = "DENIED";
 pub const EXPIRED: &str = "EXPIRED";
 pub const CANCELLED: &str = "CANCELLED";
 
-/// A `can_use_tool` request as the CLI sent it.
-pub struct NewRequest {
-    pub execution_id: Uuid,
-    pub request_id: String,
-    pub tool_name: String,
-    pub tool_use_id: Option<String>,
-    pub input: Json,
-    pub description: Option<String>,
-    pub blocked_path: Option<String>,
-    pub suggestions: Option<Json>,
-    pub expires_at: DateTime<Utc>,
-}
-
-pub async fn create(db: &DatabaseConnection, new: NewRequest) -> DbResult<permission_request::Model> {
+/// Stores a `can_use_tool` prompt of the CLI, pending until `expires_at`.
+pub async fn create(
+    db: &DatabaseConnection,
+    execution_id: Uuid,
+    prompt: PermissionPrompt,
+    expires_at: DateTime<Utc>,
+) -> DbResult<permission_request::Model> {
     let model = permission_request::ActiveModel {
         id: Set(Uuid::now_v7()),
-        execution_id: Set(new.execution_id),
-        request_id: Set(new.request_id),
-        tool_name: Set(new.tool_name),
-        tool_use_id: Set(new.tool_use_id),
-        input: Set(new.input),
-        description: Set(new.description),
-        blocked_path: Set(new.blocked_path),
-        suggestions: Set(new.suggestions),
+        execution_id: Set(execution_id),
+        request_id: Set(prompt.request_id),
+        tool_name: Set(prompt.tool_name),
+        tool_use_id: Set(prompt.tool_use_id),
+        input: Set(prompt.input),
+        description: Set(prompt.description),
+        blocked_path: Set(prompt.blocked_path),
+        suggestions: Set(prompt.suggestions),
         status: Set(PENDING.into()),
         decision: Set(None),
         answered_by: Set(None),
         created_at: Set(Utc::now()),
-        expires_at: Set(new.expires_at),
+        expires_at: Set(expires_at),
         answered_at: Set(None),
     };
     let txn = db.begin().await?;

@@ -250,18 +250,8 @@ impl Recorder {
             None => return,
         };
         let request_id = prompt.request_id.clone();
-        let new = db::permissions::NewRequest {
-            execution_id: self.execution_id,
-            request_id: prompt.request_id,
-            tool_name: prompt.tool_name,
-            tool_use_id: prompt.tool_use_id,
-            input: prompt.input,
-            description: prompt.description,
-            blocked_path: prompt.blocked_path,
-            suggestions: prompt.suggestions,
-            expires_at: chrono::Utc::now() + self.permission_timeout,
-        };
-        let created = match db::permissions::create(&self.db, new).await {
+        let expires_at = chrono::Utc::now() + self.permission_timeout;
+        let created = match db::permissions::create(&self.db, self.execution_id, prompt, expires_at).await {
             Ok(created) => created,
             Err(e) => {
                 // Fail closed: the CLI would wait forever.

@@ -306,7 +306,7 @@ mod tests {
         })
     }
 
-    /// What a subscriber from the start gets, in order, as `seq`s and
+    /// What a subscriber of execution `ID` from the start gets, in order, as `seq`s and
     /// "progress"/"status", when `before` is published before it joins
     /// and `after` after its first event (the stream ends after the
     /// terminal status).
@@ -314,18 +314,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = db::connect(&format!("sqlite://{}/events.db?mode=rwc", dir.path().display())).await.unwrap();
         let broker = Broker::new(4, 2);
-        let execution_id = Uuid::now_v7();
-        let publisher = broker.open(execution_id);
-        let copy = |event: &Event| match event {
-            Event::Message(m) => message(execution_id, m.seq.unwrap()),
-            Event::Progress(p) => final_progress(execution_id, p.message_count),
-            Event::Status(s) => completed(execution_id, s.after_seq),
-            Event::Permission(_) => unreachable!(),
-        };
+        let publisher = broker.open(ID);
         for event in before {
-            publisher.publish(copy(event));
+            publisher.publish(event.clone());
         }
-        let events = execution_events(db, broker.clone(), broker.reader("someone"), execution_id, 0);
+        let events = execution_events(db, broker.clone(), broker.reader("someone"), ID, 0);
         tokio::pin!(events);
         let mut seen = Vec::new();
         while let Some(event) = tokio::time::timeout(Duration::from_secs(5), events.next()).await.expect("an event") {
@@ -337,7 +330,7 @@ mod tests {
             });
             if seen.len() == 1 {
                 for event in after {
-                    publisher.publish(copy(event));
+                    publisher.publish(event.clone());
                 }
             }
         }

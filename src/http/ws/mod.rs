@@ -510,9 +510,18 @@ impl Connection {
 /// `{"type":kind,"id":id,"payload":payload}`, in one allocation of the
 /// right size: `format!` grew the string several times for every event.
 fn envelope(kind: &str, id: &str, payload: &str) -> String {
-    let id = Value::String(id.to_owned()).to_string();
-    let mut text = String::with_capacity(32 + kind.len() + id.len() + payload.len());
-    for piece in ["{\"type\":\"", kind, "\",\"id\":", &id, ",\"payload\":", payload, "}"] {
+    // An id is almost always plain ("1", a UUID): quoted as it is, not
+    // escaped into a string of its own for every frame.
+    let plain = !id.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20);
+    let escaped;
+    let id = if plain {
+        id
+    } else {
+        escaped = Value::String(id.to_owned()).to_string();
+        &escaped[1..escaped.len() - 1]
+    };
+    let mut text = String::with_capacity(34 + kind.len() + id.len() + payload.len());
+    for piece in ["{\"type\":\"", kind, "\",\"id\":\"", id, "\",\"payload\":", payload, "}"] {
         text.push_str(piece);
     }
     text
@@ -540,4 +549,18 @@ enum Flow {
 /// The upgrade request's own `Authorization`, if it has one.
 pub fn credentials_from_headers(headers: &axum::http::HeaderMap) -> Option<String> {
     headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelopes_quote_any_id_as_json_does() {
+        for id in ["1", "0f8e-uuid", "quote\"d", "back\\slash", "line\nbreak\u{1}", "é"] {
+            let text = envelope("next", id, r#"{"data":null}"#);
+            let parsed: Value = serde_json::from_str(&text).expect(&text);
+            assert_eq!(parsed, json!({ "type": "next", "id": id, "payload": { "data": null } }), "{text}");
+        }
+    }
 }
