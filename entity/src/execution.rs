@@ -109,8 +109,8 @@ pub enum Relation {
         on_delete = "Cascade"
     )]
     Session,
-    #[sea_orm(has_many = "super::message::Entity")]
-    Message,
+    #[sea_orm(has_many = "super::message_block::Entity")]
+    MessageBlock,
 }
 
 impl Related<super::session::Entity> for Entity {
@@ -119,9 +119,9 @@ impl Related<super::session::Entity> for Entity {
     }
 }
 
-impl Related<super::message::Entity> for Entity {
+impl Related<super::message_block::Entity> for Entity {
     fn to() -> RelationDef {
-        Relation::Message.def()
+        Relation::MessageBlock.def()
     }
 }
 

@@ -7,7 +7,7 @@ pub mod attachment;
 pub mod execution;
 pub mod execution_attachment;
 pub mod idempotency_key;
-pub mod message;
+pub mod message_block;
 pub mod permission_request;
 pub mod replica;
 pub mod schedule;

@@ -21,6 +21,7 @@ mod m20261201_000016_attachments;
 mod m20261201_000017_mcp_servers;
 mod m20261201_000018_execution_changes;
 mod m20261201_000019_session_worktrees;
+mod m20261201_000020_message_blocks;
 
 pub struct Migrator;
 
@@ -47,6 +48,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000017_mcp_servers::Migration),
             Box::new(m20261201_000018_execution_changes::Migration),
             Box::new(m20261201_000019_session_worktrees::Migration),
+            Box::new(m20261201_000020_message_blocks::Migration),
         ]
     }
 }

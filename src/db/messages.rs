@@ -1,10 +1,12 @@
-//! Stored messages: the lines `claude` wrote, in order.
+//! Stored messages: the lines `claude` wrote, in order. They are stored in
+//! blocks (the consecutive lines of a run committed together share a row)
+//! and read back one by one.
 
 use std::{fmt::Write as _, sync::Arc};
 
 use chrono::Utc;
-use entity::message;
-use sea_orm::{prelude::*, sqlx, DatabaseBackend, QueryOrder, QuerySelect};
+use entity::message_block;
+use sea_orm::{prelude::*, sqlx, DatabaseBackend, QueryOrder};
 use uuid::Uuid;
 
 use super::{DbError, DbResult};
@@ -23,6 +25,10 @@ pub struct NewMessage {
 
 /// Rows per INSERT: at 9 parameters a row, under SQLite's limit (32766).
 const ROWS_PER_INSERT: usize = 500;
+/// Lines a block holds at most, and bytes of their text (a longer line is
+/// a block alone): what a read of a few lines may have to read besides.
+const BLOCK_LINES: usize = 512;
+const BLOCK_BYTES: usize = 1 << 20;
 
 /// One execution's batch of lines, for [`store_batches`].
 #[derive(Debug, Clone)]
@@ -35,21 +41,22 @@ pub struct Batch {
 
 /// Stores batches (of one or several executions) and bumps each
 /// execution's and session's counters, in one transaction: either all of it
-/// is durable or none is.
+/// is durable or none is. A batch's consecutive lines share a row (a
+/// block): a row, its index entries and its bound values are paid for once
+/// a block, not once a line.
 ///
 /// This is the hot path of every run, so it speaks to the driver directly:
-/// a few statements a transaction whatever the number of runs, the lines
-/// bound by reference (not copied into query values and cloned again; the
-/// SQLite driver still copies each once, to send it to its own thread). The
-/// values are encoded as SeaORM's binder encodes them, so the entities read
-/// them back the same.
+/// a few statements a transaction whatever the number of runs, each
+/// block's text built once and handed to the driver as it is. The values
+/// are encoded as SeaORM's binder encodes them, so the entities read them
+/// back the same.
 pub async fn store_batches(db: &DatabaseConnection, batches: &[&Batch]) -> DbResult<()> {
     let now = Utc::now();
     let stored = match db.get_database_backend() {
         DatabaseBackend::Postgres => {
             store_in(db.get_postgres_connection_pool(), DatabaseBackend::Postgres, batches, now).await
         }
-        // The text the driver makes of a time, made once, not once a line.
+        // The text the driver makes of a time, made once, not once a block.
         backend => {
             let now = now.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false);
             store_in(db.get_sqlite_connection_pool(), backend, batches, now).await
@@ -71,25 +78,25 @@ where
     for<'q> Uuid: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'q> Option<&'q str>: sqlx::Encode<'q, DB>,
+    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> Time: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
 {
-    let rows: Vec<(&Batch, &NewMessage)> =
-        batches.iter().flat_map(|b| b.messages.iter().map(move |m| (*b, m))).collect();
+    let blocks = Block::split(batches);
     let mut tx = pool.begin().await?;
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
+    for chunk in blocks.chunks(ROWS_PER_INSERT) {
         let sql = insert_sql(backend, chunk.len());
         let mut query = sqlx::query::<DB>(&sql);
-        for (batch, m) in chunk {
+        for block in chunk {
+            let (first, last) = (&block.lines[0], &block.lines[block.lines.len() - 1]);
             query = query
-                .bind(batch.execution_id)
-                .bind(batch.session_id)
-                .bind(m.seq)
-                .bind(m.session_seq)
-                .bind(m.type_name.as_str())
-                .bind(m.subtype.as_deref())
-                .bind(m.uuid.as_deref())
-                .bind(&*m.payload)
+                .bind(block.batch.execution_id)
+                .bind(block.batch.session_id)
+                .bind(first.seq)
+                .bind(last.seq)
+                .bind(first.session_seq)
+                .bind(last.session_seq)
+                .bind(block.headers())
+                .bind(block.payload())
                 .bind(&now);
         }
         query.execute(&mut *tx).await?;
@@ -126,6 +133,66 @@ where
         }
     }
     tx.commit().await
+}
+
+/// Consecutive lines of one batch, stored as one row.
+struct Block<'a> {
+    batch: &'a Batch,
+    /// Never empty; numbered one after the other in both numberings.
+    lines: &'a [NewMessage],
+}
+
+/// A line's `[type, subtype, uuid, length]` in a block's `headers`.
+type Header<T> = (T, Option<T>, Option<T>, usize);
+
+impl<'a> Block<'a> {
+    /// The blocks of `batches`, in order: a block ends where a batch does,
+    /// where it would grow past [`BLOCK_LINES`] or [`BLOCK_BYTES`], and
+    /// where the numbering skips (a block's lines are numbered from its
+    /// first).
+    fn split(batches: &[&'a Batch]) -> Vec<Block<'a>> {
+        let mut blocks = Vec::new();
+        for &batch in batches {
+            let lines = &batch.messages[..];
+            let mut start = 0;
+            let mut bytes = 0;
+            for (i, line) in lines.iter().enumerate() {
+                if i > start {
+                    let previous = &lines[i - 1];
+                    let follows = line.seq == previous.seq + 1 && line.session_seq == previous.session_seq + 1;
+                    if !follows || i - start == BLOCK_LINES || bytes + line.payload.len() > BLOCK_BYTES {
+                        blocks.push(Block { batch, lines: &lines[start..i] });
+                        (start, bytes) = (i, 0);
+                    }
+                }
+                bytes += line.payload.len() + 1;
+            }
+            if start < lines.len() {
+                blocks.push(Block { batch, lines: &lines[start..] });
+            }
+        }
+        blocks
+    }
+
+    fn headers(&self) -> String {
+        let headers: Vec<Header<&str>> = self
+            .lines
+            .iter()
+            .map(|m| (m.type_name.as_str(), m.subtype.as_deref(), m.uuid.as_deref(), m.payload.len()))
+            .collect();
+        serde_json::to_string(&headers).expect("strings and numbers are always JSON")
+    }
+
+    fn payload(&self) -> String {
+        let mut text = String::with_capacity(self.lines.iter().map(|m| m.payload.len() + 1).sum());
+        for (i, line) in self.lines.iter().enumerate() {
+            if i > 0 {
+                text.push('\n');
+            }
+            text.push_str(&line.payload);
+        }
+        text
+    }
 }
 
 /// The highest counts a group of batches reaches, per execution and per
@@ -169,8 +236,8 @@ fn placeholders(sql: &mut String, backend: DatabaseBackend, next: &mut usize, n:
 fn insert_sql(backend: DatabaseBackend, rows: usize) -> String {
     let mut sql = String::with_capacity(160 + rows * 64);
     sql.push_str(
-        "INSERT INTO \"message\" (\"execution_id\", \"session_id\", \"seq\", \"session_seq\", \"type\", \
-         \"subtype\", \"uuid\", \"payload\", \"created_at\") VALUES ",
+        "INSERT INTO \"message_block\" (\"execution_id\", \"session_id\", \"first_seq\", \"last_seq\", \
+         \"first_session_seq\", \"last_session_seq\", \"headers\", \"payload\", \"created_at\") VALUES ",
     );
     let mut next = 1;
     for row in 0..rows {
@@ -204,35 +271,154 @@ fn set_counts_sql(backend: DatabaseBackend, table: &str, touched: bool, n: usize
     sql
 }
 
+/// One stored line, as read back from its block.
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    pub execution_id: Uuid,
+    pub session_id: Uuid,
+    /// 1, 2, 3, ... within the execution.
+    pub seq: i64,
+    /// 1, 2, 3, ... across the session.
+    pub session_seq: i64,
+    pub type_name: String,
+    pub subtype: Option<String>,
+    /// The line's own `uuid`, when it has one.
+    pub uuid: Option<String>,
+    /// The line exactly as `claude` wrote it (JSON text).
+    pub payload: Arc<str>,
+    pub created_at: chrono::DateTime<Utc>,
+}
+
 /// An execution's messages with `seq > after_seq`, in order, at most `limit`.
 pub async fn after(
     db: &DatabaseConnection,
     execution_id: Uuid,
     after_seq: i64,
     limit: u64,
-) -> DbResult<Vec<message::Model>> {
-    Ok(message::Entity::find()
-        .filter(message::Column::ExecutionId.eq(execution_id))
-        .filter(message::Column::Seq.gt(after_seq))
-        .order_by_asc(message::Column::Seq)
-        .limit(limit)
-        .all(db)
-        .await?)
+) -> DbResult<Vec<StoredMessage>> {
+    page(db, Numbering::Execution(execution_id), after_seq, limit).await
 }
 
-/// A session's messages with `session_seq > after`, in order (keyset
-/// pagination on the unique (session_id, session_seq) index).
+/// A session's messages with `session_seq > after`, in order, at most
+/// `limit`.
 pub async fn session_logs(
     db: &DatabaseConnection,
     session_id: Uuid,
     after: i64,
     limit: u64,
-) -> DbResult<Vec<message::Model>> {
-    Ok(message::Entity::find()
-        .filter(message::Column::SessionId.eq(session_id))
-        .filter(message::Column::SessionSeq.gt(after))
-        .order_by_asc(message::Column::SessionSeq)
-        .limit(limit)
+) -> DbResult<Vec<StoredMessage>> {
+    page(db, Numbering::Session(session_id), after, limit).await
+}
+
+/// Whose lines a page reads, and so by which number.
+#[derive(Clone, Copy)]
+enum Numbering {
+    Execution(Uuid),
+    Session(Uuid),
+}
+
+impl Numbering {
+    fn scope(self) -> sea_orm::sea_query::SimpleExpr {
+        match self {
+            Numbering::Execution(id) => message_block::Column::ExecutionId.eq(id),
+            Numbering::Session(id) => message_block::Column::SessionId.eq(id),
+        }
+    }
+
+    fn last_column(self) -> message_block::Column {
+        match self {
+            Numbering::Execution(_) => message_block::Column::LastSeq,
+            Numbering::Session(_) => message_block::Column::LastSessionSeq,
+        }
+    }
+
+    fn last_of(self, block: &message_block::Model) -> i64 {
+        match self {
+            Numbering::Execution(_) => block.last_seq,
+            Numbering::Session(_) => block.last_session_seq,
+        }
+    }
+
+    fn of(self, line: &StoredMessage) -> i64 {
+        match self {
+            Numbering::Execution(_) => line.seq,
+            Numbering::Session(_) => line.session_seq,
+        }
+    }
+}
+
+/// The lines numbered after `after`, at most `limit`, by keyset pagination
+/// on the blocks' last numbers. Lines are numbered without gaps, so the
+/// blocks that end in `(after, after + limit]` hold the page but for the
+/// lines of the block it ends in, read next; where the numbering does skip,
+/// further blocks are read one by one until the page is full.
+async fn page(db: &DatabaseConnection, numbering: Numbering, after: i64, limit: u64) -> DbResult<Vec<StoredMessage>> {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let end = after.saturating_add(i64::try_from(limit).unwrap_or(i64::MAX));
+    let last = numbering.last_column();
+    let mut blocks = message_block::Entity::find()
+        .filter(numbering.scope())
+        .filter(last.gt(after))
+        .filter(last.lte(end))
+        .order_by_asc(last)
         .all(db)
-        .await?)
+        .await?;
+    let mut lines = Vec::new();
+    let mut read_up_to = after;
+    loop {
+        for block in blocks {
+            read_up_to = numbering.last_of(&block);
+            lines.extend(lines_of(block)?.into_iter().filter(|line| numbering.of(line) > after));
+        }
+        if lines.len() >= limit {
+            lines.truncate(limit);
+            return Ok(lines);
+        }
+        let next = message_block::Entity::find()
+            .filter(numbering.scope())
+            .filter(last.gt(read_up_to))
+            .order_by_asc(last)
+            .one(db);
+        match next.await? {
+            Some(block) => blocks = vec![block],
+            None => return Ok(lines),
+        }
+    }
+}
+
+/// A block's lines, numbered; an error if the block does not add up.
+fn lines_of(block: message_block::Model) -> DbResult<Vec<StoredMessage>> {
+    let corrupt = |what: &str| {
+        DbError::Db(DbErr::Custom(format!("the stored block {} of execution {}: {what}", block.id, block.execution_id)))
+    };
+    let headers: Vec<Header<String>> =
+        serde_json::from_str(&block.headers).map_err(|e| corrupt(&format!("its headers: {e}")))?;
+    let count = i64::try_from(headers.len()).unwrap_or(i64::MAX);
+    if block.last_seq - block.first_seq + 1 != count || block.last_session_seq - block.first_session_seq + 1 != count {
+        return Err(corrupt("its numbers do not match its lines"));
+    }
+    let mut lines = Vec::with_capacity(headers.len());
+    let mut at: usize = 0;
+    for (i, (type_name, subtype, uuid, length)) in (0..).zip(headers) {
+        let text = at
+            .checked_add(length)
+            .and_then(|end| block.payload.get(at..end))
+            .ok_or_else(|| corrupt("its lines do not match their lengths"))?;
+        at += length + 1;
+        lines.push(StoredMessage {
+            execution_id: block.execution_id,
+            session_id: block.session_id,
+            seq: block.first_seq + i,
+            session_seq: block.first_session_seq + i,
+            type_name,
+            subtype,
+            uuid,
+            payload: Arc::from(text),
+            created_at: block.created_at,
+        });
+    }
+    if at != block.payload.len() + 1 {
+        return Err(corrupt("its lines do not match their lengths"));
+    }
+    Ok(lines)
 }

@@ -157,13 +157,13 @@ impl Event {
 }
 
 impl MessageEvent {
-    pub fn from_stored(m: &entity::message::Model) -> Self {
+    pub fn from_stored(m: &crate::db::messages::StoredMessage) -> Self {
         MessageEvent {
             execution_id: m.execution_id,
             seq: Some(m.seq),
-            type_name: m.r#type.clone(),
+            type_name: m.type_name.clone(),
             subtype: m.subtype.clone(),
-            payload: Arc::from(m.payload.as_str()),
+            payload: m.payload.clone(),
             renders: Renders::default(),
         }
     }

@@ -86,19 +86,31 @@ pub async fn spawn_with(db: Db, tweak: impl FnOnce(&mut Config)) -> Option<TestA
         claude_graphql::telemetry::init(claude_graphql::config::LogFormat::Text);
     }
     let dir = tempfile::tempdir().unwrap();
-    let database_url = match db {
-        Db::Sqlite => format!("sqlite://{}/test.db?mode=rwc", dir.path().display()),
-        Db::Postgres => match postgres_url() {
-            Some(base) => fresh_postgres(&base).await.expect("a fresh PostgreSQL database"),
-            None => {
-                eprintln!("skipped: TEST_POSTGRES_URL is not set");
-                return None;
-            }
-        },
-    };
+    let database_url = fresh_database(db, &dir).await?;
     let mut config = test_config(&dir, database_url.clone());
     tweak(&mut config);
     Some(TestApp::launch(dir, database_url, config).await)
+}
+
+/// The URL of a new, empty database (SQLite in `dir`); None (and a note)
+/// when PostgreSQL is asked for but TEST_POSTGRES_URL is not set.
+pub async fn fresh_database(db: Db, dir: &TempDir) -> Option<String> {
+    match db {
+        Db::Sqlite => Some(format!("sqlite://{}/test.db?mode=rwc", dir.path().display())),
+        Db::Postgres => match postgres_url() {
+            Some(base) => Some(fresh_postgres(&base).await.expect("a fresh PostgreSQL database")),
+            None => {
+                eprintln!("skipped: TEST_POSTGRES_URL is not set");
+                None
+            }
+        },
+    }
+}
+
+/// Starts the server on a database made beforehand (in `dir`, for SQLite).
+pub async fn spawn_on_database(dir: TempDir, database_url: String) -> TestApp {
+    let config = test_config(&dir, database_url.clone());
+    TestApp::launch(dir, database_url, config).await
 }
 
 impl TestApp {

@@ -7,6 +7,7 @@ mod helpers;
 mod approvals;
 mod attachments;
 mod auth;
+mod blocks;
 mod browser;
 mod budgets;
 mod changes;

@@ -149,7 +149,7 @@ async fn a_lagging_subscriber_of_a_live_run_catches_up_from_memory() {
 
 /// A new execution (in a new session) of `workspace`; returns its id and
 /// its session's.
-async fn new_execution(conn: &sea_orm::DatabaseConnection, workspace: Uuid) -> (Uuid, Uuid) {
+pub async fn new_execution(conn: &sea_orm::DatabaseConnection, workspace: Uuid) -> (Uuid, Uuid) {
     let execution_id = Uuid::now_v7();
     let session = db::sessions::create(conn, uuid::Uuid::now_v7(), workspace, execution_id, "a prompt", None, None)
         .await
@@ -231,7 +231,7 @@ async fn one_group_commit_keeps_every_count(app: crate::helpers::TestApp) {
     assert_eq!(stored.iter().map(|m| m.seq).collect::<Vec<_>>(), (1..=700).collect::<Vec<_>>());
     let line = &stored[1];
     assert_eq!((line.session_seq, line.subtype.as_deref(), line.uuid.as_deref()), (2, Some("even"), Some("u2")));
-    assert_eq!(line.payload, "{\"type\":\"assistant\",\"n\":2,\"text\":\"é \\\" \\\\\"}");
+    assert_eq!(&*line.payload, "{\"type\":\"assistant\",\"n\":2,\"text\":\"é \\\" \\\\\"}");
     let second_lines = db::messages::after(&conn, second, 0, 10).await.unwrap();
     assert_eq!(second_lines.iter().map(|m| m.session_seq).collect::<Vec<_>>(), [701, 702, 703]);
 }

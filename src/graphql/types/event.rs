@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use async_graphql::{Object, Union, ID};
 use chrono::{DateTime, Utc};
-use entity::message;
 
 use super::message::{claude_message, ClaudeMessage};
 use super::{ExecutionStatus, PermissionRequest, RawJson, RunErrorInfo};
@@ -179,7 +178,7 @@ impl PermissionRequestEvent {
     }
 }
 
-pub struct LogEntry(pub message::Model);
+pub struct LogEntry(pub crate::db::messages::StoredMessage);
 
 /// A stored line of a session, as `sessionLogs` reads it.
 #[Object]
@@ -201,7 +200,7 @@ impl LogEntry {
 
     #[graphql(name = "type")]
     async fn type_name(&self) -> &str {
-        &self.0.r#type
+        &self.0.type_name
     }
 
     async fn subtype(&self) -> Option<&str> {
@@ -215,13 +214,13 @@ impl LogEntry {
 
     /// The line exactly as `claude` wrote it.
     async fn payload(&self) -> RawJson {
-        RawJson(Arc::from(self.0.payload.as_str()))
+        RawJson(self.0.payload.clone())
     }
 
     /// The line, typed (the same as `MessageEvent.claudeMessage`).
     #[graphql(complexity = 2)]
     async fn claude_message(&self) -> ClaudeMessage {
-        claude_message(&self.0.r#type, &Arc::from(self.0.payload.as_str()))
+        claude_message(&self.0.type_name, &self.0.payload)
     }
 
     async fn created_at(&self) -> DateTime<Utc> {
