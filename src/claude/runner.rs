@@ -577,7 +577,9 @@ async fn read_line<R: AsyncBufRead + Unpin>(reader: Option<&mut R>, buf: &mut Ve
             // EOF: a last line without a newline still counts.
             return Ok(!buf.is_empty());
         }
-        let (used, done) = match memchr(chunk) {
+        // A vectorised search: byte by byte, it took 7% of the server's
+        // instructions for a line.
+        let (used, done) = match memchr::memchr(b'\n', chunk) {
             Some(i) => {
                 buf.extend_from_slice(&chunk[..i]);
                 (i + 1, true)
@@ -596,10 +598,6 @@ async fn read_line<R: AsyncBufRead + Unpin>(reader: Option<&mut R>, buf: &mut Ve
             return Ok(true);
         }
     }
-}
-
-fn memchr(bytes: &[u8]) -> Option<usize> {
-    bytes.iter().position(|&b| b == b'\n')
 }
 
 /// Forwards stderr lines as log lines; returns the tail for error messages.

@@ -17,6 +17,46 @@ use serde_json::Value;
 pub const INVALID_JSON: &str = "invalid_json";
 /// The type recorded for a line of the child's stderr.
 pub const STDERR: &str = "stderr";
+/// The type recorded for a JSON line that is not an object, or has no
+/// string `type`.
+pub const UNKNOWN: &str = "unknown";
+
+/// A line's `type` or `subtype`. The names the CLI writes are shared, not
+/// allocated again for every line (and for the event and the row made of
+/// it); any other is kept as written.
+pub type Name = Cow<'static, str>;
+
+/// `text` as a [`Name`].
+pub fn name(text: &str) -> Name {
+    const KNOWN: [&str; 22] = [
+        "assistant",
+        "user",
+        "system",
+        "result",
+        "stream_event",
+        "control_request",
+        "control_response",
+        "control_cancel_request",
+        "init",
+        "success",
+        "status",
+        "api_retry",
+        "error_during_execution",
+        "error_max_turns",
+        "error_max_budget_usd",
+        "hook_started",
+        "hook_response",
+        "compact_boundary",
+        "permission_denied",
+        STDERR,
+        INVALID_JSON,
+        UNKNOWN,
+    ];
+    match KNOWN.iter().find(|&&known| known == text) {
+        Some(&known) => Cow::Borrowed(known),
+        None => Cow::Owned(text.to_owned()),
+    }
+}
 
 /// The top-level fields every line may carry, and the two the server reads
 /// from particular lines (`model` of `init`, `message.id` of `assistant`),
@@ -46,6 +86,10 @@ struct Text<'a>(Option<Cow<'a, str>>);
 impl Text<'_> {
     fn owned(self) -> Option<String> {
         self.0.map(Cow::into_owned)
+    }
+
+    fn name(&self) -> Option<Name> {
+        self.0.as_deref().map(name)
     }
 }
 
@@ -170,10 +214,12 @@ pub enum LineKind {
 #[derive(Debug, Clone)]
 pub struct Line {
     pub kind: LineKind,
-    /// The `type` field (or [`INVALID_JSON`]).
-    pub type_name: String,
-    pub subtype: Option<String>,
+    /// The `type` field (or [`INVALID_JSON`], [`UNKNOWN`]).
+    pub type_name: Name,
+    pub subtype: Option<Name>,
     pub uuid: Option<String>,
+    /// `session_id` of an `init` line (every line carries it; only that one
+    /// is read).
     pub session_id: Option<String>,
     /// `model` of an `init` line.
     pub model: Option<String>,
@@ -187,23 +233,33 @@ pub struct Line {
 }
 
 impl Line {
-    /// Parses one line (without the trailing newline).
+    /// Parses one line (without the trailing newline). A byte that is not
+    /// UTF-8 is replaced first, so the payload is always valid text.
     pub fn parse(raw: &[u8]) -> Line {
-        match serde_json::from_slice::<Header>(raw) {
-            Ok(header) => Self::from_header(header, raw),
+        match std::str::from_utf8(raw) {
+            Ok(text) => Self::parse_text(text),
+            Err(_) => Self::parse_text(&String::from_utf8_lossy(raw)),
+        }
+    }
+
+    /// Parses checked text: the JSON parser does not check the UTF-8 of
+    /// every key and string again (a third of its work on a typical line).
+    fn parse_text(text: &str) -> Line {
+        match serde_json::from_str::<Header>(text) {
+            Ok(header) => Self::from_header(header, text),
             // Valid JSON whose top level is not an object: keep it, with no
             // header fields.
-            Err(_) if serde_json::from_slice::<IgnoredAny>(raw).is_ok() => Line {
+            Err(_) if serde_json::from_str::<IgnoredAny>(text).is_ok() => Line {
                 kind: LineKind::Other,
-                type_name: "unknown".into(),
+                type_name: UNKNOWN.into(),
                 subtype: None,
                 uuid: None,
                 session_id: None,
                 model: None,
                 api_message_id: None,
-                payload: text_of(raw),
+                payload: Arc::from(text),
             },
-            Err(_) => Self::text(INVALID_JSON, &String::from_utf8_lossy(raw)),
+            Err(_) => Self::text(INVALID_JSON, text),
         }
     }
 
@@ -212,7 +268,7 @@ impl Line {
     pub fn text(type_name: &str, text: &str) -> Line {
         Line {
             kind: if type_name == INVALID_JSON { LineKind::Invalid } else { LineKind::Other },
-            type_name: type_name.into(),
+            type_name: name(type_name),
             subtype: None,
             uuid: None,
             session_id: None,
@@ -222,10 +278,10 @@ impl Line {
         }
     }
 
-    fn from_header(header: Header, raw: &[u8]) -> Line {
-        let type_name = header.kind.owned().unwrap_or_else(|| "unknown".into());
-        let subtype = header.subtype.owned();
-        let kind = match (type_name.as_str(), subtype.as_deref()) {
+    fn from_header(header: Header, text: &str) -> Line {
+        let type_name = header.kind.name().unwrap_or(Cow::Borrowed(UNKNOWN));
+        let subtype = header.subtype.name();
+        let kind = match (&*type_name, subtype.as_deref()) {
             ("system", Some("init")) => LineKind::Init,
             ("result", _) => LineKind::Result,
             ("stream_event", _) => LineKind::StreamEvent,
@@ -233,30 +289,22 @@ impl Line {
             ("control_request", _) => LineKind::ControlRequest,
             _ => LineKind::Other,
         };
+        let init = kind == LineKind::Init;
         Line {
             kind,
             type_name,
             subtype,
             uuid: header.uuid.owned(),
-            session_id: header.session_id.owned(),
-            model: header.model.owned(),
+            session_id: if init { header.session_id.owned() } else { None },
+            model: if init { header.model.owned() } else { None },
             api_message_id: header.message.id.owned(),
-            payload: text_of(raw),
+            payload: Arc::from(text),
         }
     }
 
     /// Partial-token events are delivered live and never stored.
     pub fn is_live_only(&self) -> bool {
         self.kind == LineKind::StreamEvent
-    }
-}
-
-/// The line's text, copied once. The JSON parser does not check the UTF-8
-/// of strings it skips, so a bad byte there is replaced here.
-fn text_of(raw: &[u8]) -> Arc<str> {
-    match std::str::from_utf8(raw) {
-        Ok(text) => Arc::from(text),
-        Err(_) => Arc::from(String::from_utf8_lossy(raw)),
     }
 }
 
@@ -420,7 +468,7 @@ mod tests {
             assert_eq!((parsed.api_message_id, parsed.uuid.as_deref()), (None, Some("u")), "{odd}");
         }
         for line in fixture_lines("tool_bash") {
-            match line.type_name.as_str() {
+            match &*line.type_name {
                 "assistant" => assert!(line.api_message_id.as_deref().is_some_and(|id| id.starts_with("msg_"))),
                 "system" if line.kind == LineKind::Init => assert!(line.model.is_some()),
                 _ => assert_eq!(line.api_message_id, None),
@@ -505,15 +553,16 @@ mod tests {
         assert_eq!(garbage.kind, LineKind::Invalid);
         assert_eq!(&*garbage.payload, "\"not json {\"");
         let odd = Line::parse(br#"{"type":"brand_new","subtype":7,"x":[1]}"#);
-        assert_eq!((odd.kind, odd.type_name.as_str(), odd.subtype), (LineKind::Other, "brand_new", None));
+        assert_eq!((odd.kind, &*odd.type_name, odd.subtype), (LineKind::Other, "brand_new", None));
         let array = Line::parse(b"[1,2]");
         assert_eq!(array.type_name, "unknown");
         assert_eq!(&*array.payload, "[1,2]");
     }
 
     /// The header's strings are borrowed where they can be; escaped ones
-    /// are unescaped, odd types are absent, and a bad byte in a string the
-    /// parser skips is replaced (the payload is always valid UTF-8).
+    /// are unescaped, odd types are absent, and a bad byte is replaced,
+    /// in a string the parser skips or one it reads (the payload is always
+    /// valid UTF-8).
     #[test]
     fn header_strings_escapes_and_bad_bytes() {
         let escaped = Line::parse(br#"{"type":"syst\u0065m","subtype":"in\u0069t","session_id":"s\"1","x":{"y":[]}}"#);
@@ -526,5 +575,10 @@ mod tests {
         let bad = Line::parse(&raw);
         assert_eq!(bad.type_name, "assistant");
         assert_eq!(&*bad.payload, "{\"type\":\"assistant\",\"text\":\"\u{fffd}b\"}");
+        let mut raw = br#"{"type":"system","subtype":"init","session_id":"s1"}"#.to_vec();
+        raw[11] = 0xff;
+        let bad = Line::parse(&raw);
+        assert_eq!((bad.kind, &*bad.type_name, bad.session_id.as_deref()), (LineKind::Other, "sy\u{fffd}tem", None));
+        assert!(bad.payload.starts_with("{\"type\":\"sy\u{fffd}tem\""));
     }
 }

@@ -10,14 +10,15 @@ use sea_orm::{prelude::*, sqlx, DatabaseBackend, QueryOrder};
 use uuid::Uuid;
 
 use super::{DbError, DbResult};
+use crate::claude::stream::{name, Name};
 
 /// One line, numbered, ready to store.
 #[derive(Debug, Clone)]
 pub struct NewMessage {
     pub seq: i64,
     pub session_seq: i64,
-    pub type_name: String,
-    pub subtype: Option<String>,
+    pub type_name: Name,
+    pub subtype: Option<Name>,
     pub uuid: Option<String>,
     /// The line, shared with the event that publishes it.
     pub payload: Arc<str>,
@@ -178,7 +179,7 @@ impl<'a> Block<'a> {
         let headers: Vec<Header<&str>> = self
             .lines
             .iter()
-            .map(|m| (m.type_name.as_str(), m.subtype.as_deref(), m.uuid.as_deref(), m.payload.len()))
+            .map(|m| (&*m.type_name, m.subtype.as_deref(), m.uuid.as_deref(), m.payload.len()))
             .collect();
         serde_json::to_string(&headers).expect("strings and numbers are always JSON")
     }
@@ -280,8 +281,8 @@ pub struct StoredMessage {
     pub seq: i64,
     /// 1, 2, 3, ... across the session.
     pub session_seq: i64,
-    pub type_name: String,
-    pub subtype: Option<String>,
+    pub type_name: Name,
+    pub subtype: Option<Name>,
     /// The line's own `uuid`, when it has one.
     pub uuid: Option<String>,
     /// The line exactly as `claude` wrote it (JSON text).
@@ -410,8 +411,8 @@ fn lines_of(block: message_block::Model) -> DbResult<Vec<StoredMessage>> {
             session_id: block.session_id,
             seq: block.first_seq + i,
             session_seq: block.first_session_seq + i,
-            type_name,
-            subtype,
+            type_name: name(&type_name),
+            subtype: subtype.as_deref().map(name),
             uuid,
             payload: Arc::from(text),
             created_at: block.created_at,

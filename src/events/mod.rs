@@ -87,8 +87,8 @@ impl std::fmt::Debug for Renders {
 pub struct MessageEvent {
     pub execution_id: Uuid,
     pub seq: Option<i64>,
-    pub type_name: String,
-    pub subtype: Option<String>,
+    pub type_name: crate::claude::stream::Name,
+    pub subtype: Option<crate::claude::stream::Name>,
     /// The line exactly as written (JSON text).
     pub payload: Arc<str>,
     pub renders: Renders,

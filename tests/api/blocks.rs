@@ -54,7 +54,7 @@ async fn pages_and_replays_cut_through_blocks(app: TestApp) {
         for (got, want) in page.iter().zip(want) {
             assert_eq!(got["seq"], want.session_seq);
             assert_eq!(got["executionSeq"], want.seq);
-            assert_eq!(got["type"], want.type_name.as_str());
+            assert_eq!(got["type"], &*want.type_name);
             assert_eq!(got["subtype"], json!(want.subtype));
             assert_eq!(got["uuid"], json!(want.uuid));
             assert_eq!(got["payload"], serde_json::from_str::<Value>(&want.payload).unwrap(), "line {}", want.seq);
@@ -143,8 +143,8 @@ async fn lines_stored_one_a_row_read_the_same(db: Db) {
                 session.into(),
                 m.seq.into(),
                 m.session_seq.into(),
-                m.type_name.clone().into(),
-                m.subtype.clone().into(),
+                m.type_name.to_string().into(),
+                m.subtype.as_deref().map(str::to_owned).into(),
                 m.uuid.clone().into(),
                 m.payload.to_string().into(),
                 chrono::Utc::now().into(),
@@ -161,7 +161,7 @@ async fn lines_stored_one_a_row_read_the_same(db: Db) {
     for (got, want) in page.iter().zip(&lines) {
         assert_eq!(got["seq"], want.session_seq);
         assert_eq!(got["executionSeq"], want.seq);
-        assert_eq!(got["type"], want.type_name.as_str());
+        assert_eq!(got["type"], &*want.type_name);
         assert_eq!(got["subtype"], json!(want.subtype));
         assert_eq!(got["uuid"], json!(want.uuid));
         assert_eq!(got["payload"], serde_json::from_str::<Value>(&want.payload).unwrap());

@@ -346,8 +346,8 @@ mod tests {
             Event::Message(MessageEvent {
                 execution_id,
                 seq,
-                type_name: type_name.into(),
-                subtype: subtype.map(str::to_owned),
+                type_name: crate::claude::stream::name(type_name),
+                subtype: subtype.map(crate::claude::stream::name),
                 payload: Arc::from(payload),
                 renders: Default::default(),
             })
