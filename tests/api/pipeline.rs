@@ -122,9 +122,10 @@ async fn a_lagging_subscriber_of_a_live_run_catches_up_from_memory() {
     let publisher = broker.open(execution_id);
     let mut stream = Box::pin(execution_events(conn.clone(), broker.clone(), broker.reader("local"), execution_id, 0));
     assert!(stream.next().now_or_never().is_none());
-    // More than the channel holds, published while nobody reads, and not
-    // in the store at all: only the history can have them.
-    const TOTAL: i64 = 5000;
+    // More than the channel holds (1024) but within the history (2048),
+    // published while nobody reads, and not in the store at all: only the
+    // history can have them.
+    const TOTAL: i64 = 2000;
     let mut published = Vec::new();
     for seq in 1..=TOTAL {
         publisher.publish(Event::Message(MessageEvent {
