@@ -2,7 +2,11 @@
 //! blocks (the consecutive lines of a run committed together share a row)
 //! and read back one by one.
 
-use std::{fmt::Write as _, sync::Arc};
+use std::{
+    collections::{hash_map::Entry, HashMap},
+    fmt::Write as _,
+    sync::Arc,
+};
 
 use chrono::Utc;
 use entity::message_block;
@@ -102,19 +106,19 @@ where
         }
         query.execute(&mut *tx).await?;
     }
-    let counts = Counts::of(batches);
+    let counts = Counts::of(&blocks)?;
     for (table, counts) in [("execution", &counts.executions), ("session", &counts.sessions)] {
         for chunk in counts.chunks(ROWS_PER_INSERT) {
             let touched = table == "session";
             let sql = set_counts_sql(backend, table, touched, chunk.len());
             let mut query = sqlx::query::<DB>(&sql);
-            for &(id, count) in chunk {
-                query = query.bind(id).bind(count);
+            for &(id, before, after) in chunk {
+                query = query.bind(id).bind(before).bind(after);
             }
             if touched {
                 query = query.bind(&now);
             }
-            for &(id, _) in chunk {
+            for &(id, ..) in chunk {
                 query = query.bind(id);
             }
             query.execute(&mut *tx).await?;
@@ -122,7 +126,7 @@ where
     }
     if backend == DatabaseBackend::Postgres {
         // Other replicas hear of the new lines once they are committed.
-        let ids: Vec<String> = counts.executions.iter().map(|(id, _)| id.to_string()).collect();
+        let ids: Vec<String> = counts.executions.iter().map(|(id, ..)| id.to_string()).collect();
         for chunk in ids.chunks(ROWS_PER_INSERT) {
             let calls: Vec<String> = (0..chunk.len()).map(|i| format!("pg_notify($1, ${})", i + 2)).collect();
             let sql = format!("SELECT {}", calls.join(", "));
@@ -196,26 +200,50 @@ impl<'a> Block<'a> {
     }
 }
 
-/// The highest counts a group of batches reaches, per execution and per
-/// session (two runs of one session may be in one group).
+/// Each execution's and session's count before a group of blocks and after
+/// it: (id, before, after).
+///
+/// A block must follow what is stored: its first line numbered one past
+/// the count (the UPDATE checks that in the database, where the count
+/// is), and one past the previous block of the group for the same
+/// execution or session (checked here). Blocks do not overlap, so no line
+/// is stored twice (a retry that was in fact committed, a run resumed from
+/// a stale count).
 struct Counts {
-    executions: Vec<(Uuid, i64)>,
-    sessions: Vec<(Uuid, i64)>,
+    executions: Vec<(Uuid, i64, i64)>,
+    sessions: Vec<(Uuid, i64, i64)>,
 }
 
 impl Counts {
-    fn of(batches: &[&Batch]) -> Counts {
-        let mut executions = std::collections::HashMap::new();
-        let mut sessions = std::collections::HashMap::new();
-        for batch in batches {
-            let Some(last) = batch.messages.last() else { continue };
-            let count = executions.entry(batch.execution_id).or_insert(last.seq);
-            *count = (*count).max(last.seq);
-            let count = sessions.entry(batch.session_id).or_insert(last.session_seq);
-            *count = (*count).max(last.session_seq);
+    fn of(blocks: &[Block]) -> Result<Counts, sqlx::Error> {
+        let mut executions = HashMap::new();
+        let mut sessions = HashMap::new();
+        for block in blocks {
+            let (first, last) = (&block.lines[0], &block.lines[block.lines.len() - 1]);
+            follow(&mut executions, block.batch.execution_id, first.seq, last.seq)?;
+            follow(&mut sessions, block.batch.session_id, first.session_seq, last.session_seq)?;
         }
-        Counts { executions: executions.into_iter().collect(), sessions: sessions.into_iter().collect() }
+        let flatten = |counts: HashMap<Uuid, (i64, i64)>| counts.into_iter().map(|(id, (b, a))| (id, b, a)).collect();
+        Ok(Counts { executions: flatten(executions), sessions: flatten(sessions) })
     }
+}
+
+/// Counts lines `first..=last` of `id` in, after the ones before them in
+/// the group.
+fn follow(counts: &mut HashMap<Uuid, (i64, i64)>, id: Uuid, first: i64, last: i64) -> Result<(), sqlx::Error> {
+    match counts.entry(id) {
+        Entry::Vacant(entry) => {
+            entry.insert((first - 1, last));
+        }
+        Entry::Occupied(mut entry) if entry.get().1 + 1 == first => entry.get_mut().1 = last,
+        Entry::Occupied(entry) => {
+            let after = entry.get().1;
+            return Err(sqlx::Error::InvalidArgument(format!(
+                "lines {first}..{last} of {id} do not follow line {after}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Writes `n` placeholders, numbered on from `*next`, separated by commas.
@@ -249,17 +277,23 @@ fn insert_sql(backend: DatabaseBackend, rows: usize) -> String {
     sql
 }
 
-/// `UPDATE table SET message_count = CASE id WHEN ? THEN ? .. END WHERE id
-/// IN (..)` for `n` rows; bound: the (id, count) pairs, the time if
-/// `touched` (it sets `last_activity_at`), the ids.
+/// `UPDATE table SET message_count = CASE id WHEN ? THEN (CASE WHEN
+/// message_count = ? THEN ? END) .. END WHERE id IN (..)` for `n` rows;
+/// bound: the (id, before, after) triples, the time if `touched` (it sets
+/// `last_activity_at`), the ids. A count that is not `before` becomes
+/// NULL, which the column refuses: lines that do not follow the stored
+/// ones fail the whole transaction.
 fn set_counts_sql(backend: DatabaseBackend, table: &str, touched: bool, n: usize) -> String {
     let mut sql = format!("UPDATE \"{table}\" SET \"message_count\" = CASE \"id\"");
     let mut next = 1;
     for _ in 0..n {
         sql.push_str(" WHEN ");
         placeholders(&mut sql, backend, &mut next, 1);
+        sql.push_str(" THEN (CASE WHEN \"message_count\" = ");
+        placeholders(&mut sql, backend, &mut next, 1);
         sql.push_str(" THEN ");
         placeholders(&mut sql, backend, &mut next, 1);
+        sql.push_str(" END)");
     }
     sql.push_str(" END");
     if touched {

@@ -20,8 +20,7 @@ use crate::{
 crate::on_every_db!(pages_and_replays_cut_through_blocks);
 
 /// The lines of two runs of one session, stored as blocks of many sizes:
-/// one line, a few, more than a block holds (split), and a batch whose
-/// session numbering skips (split there; a page reads on past the gap). Some lines are awkward: non-ASCII text,
+/// one line, a few, and more than a block holds (split). Some lines are awkward: non-ASCII text,
 /// JSON with a newline inside, a stderr line held as a JSON string.
 async fn pages_and_replays_cut_through_blocks(app: TestApp) {
     let conn = db::connect(&app.database_url).await.unwrap();
@@ -36,9 +35,8 @@ async fn pages_and_replays_cut_through_blocks(app: TestApp) {
     for pair in [0, 1, 4, 5, 610, 1200].windows(2) {
         store(&conn, first, session, &in_first[pair[0]..pair[1]]).await;
     }
-    // The second run's, in one batch whose session numbering skips ten.
-    let in_second: Vec<NewMessage> =
-        (1..=100).map(|seq| line(seq, if seq <= 50 { 1200 + seq } else { 1210 + seq })).collect();
+    // The second run's, in one batch.
+    let in_second: Vec<NewMessage> = (1..=100).map(|seq| line(seq, 1200 + seq)).collect();
     store(&conn, second, session, &in_second).await;
     finish(&conn, first, session).await;
     finish(&conn, second, session).await;
@@ -46,8 +44,7 @@ async fn pages_and_replays_cut_through_blocks(app: TestApp) {
 
     // Pages of sessionLogs, at many starts and sizes.
     let pages = [(0, 1), (0, 300), (1, 3), (3, 2), (4, 1), (5, 300), (500, 300), (604, 10), (1100, 300)];
-    for (after, limit) in pages.into_iter().chain([(1195, 10), (1245, 10), (1250, 3), (1255, 4), (1305, 10), (1310, 5)])
-    {
+    for (after, limit) in pages.into_iter().chain([(1195, 10), (1245, 10), (1290, 10), (1299, 5), (1300, 5)]) {
         let page = session_logs(&app, session, after, limit).await;
         let want: Vec<&&NewMessage> = expected.iter().filter(|m| m.session_seq > after).take(limit as usize).collect();
         assert_eq!(page.len(), want.len(), "after {after}, limit {limit}");
@@ -122,7 +119,8 @@ async fn lines_stored_one_a_row_read_the_same_postgres() {
 
 /// A database from before blocks, with lines stored one a row, is
 /// migrated: the server gives every line back as it was, in sessionLogs
-/// and in a replay, and stores new ones beside them.
+/// (a page reads on past a gap in the session's numbering) and in a
+/// replay, and stores new ones beside them.
 async fn lines_stored_one_a_row_read_the_same(db: Db) {
     let dir = tempfile::tempdir().unwrap();
     let Some(url) = fresh_database(db, &dir).await else { return };
@@ -130,7 +128,8 @@ async fn lines_stored_one_a_row_read_the_same(db: Db) {
     migration::Migrator::up(&conn, Some(19)).await.unwrap();
     let workspace = owned_workspace(&conn).await;
     let (execution, session) = new_execution(&conn, workspace).await;
-    let lines: Vec<NewMessage> = (1..=30).map(|seq| line(seq, seq)).collect();
+    // The session's numbering skips ten after line 15.
+    let lines: Vec<NewMessage> = (1..=30).map(|seq| line(seq, if seq <= 15 { seq } else { seq + 10 })).collect();
     for m in &lines {
         use sea_orm::sea_query::{Alias, Query};
         let columns =
@@ -152,6 +151,15 @@ async fn lines_stored_one_a_row_read_the_same(db: Db) {
             .to_owned();
         conn.execute(conn.get_database_backend().build(&insert)).await.unwrap();
     }
+    // The counts the server kept beside them.
+    for (table, count, id) in [("execution", 30, execution), ("session", 40, session)] {
+        let update = sea_orm::sea_query::Query::update()
+            .table(sea_orm::sea_query::Alias::new(table))
+            .value(sea_orm::sea_query::Alias::new("message_count"), count)
+            .and_where(sea_orm::sea_query::Expr::col(sea_orm::sea_query::Alias::new("id")).eq(id))
+            .to_owned();
+        conn.execute(conn.get_database_backend().build(&update)).await.unwrap();
+    }
     finish(&conn, execution, session).await;
     conn.close().await.unwrap();
 
@@ -166,6 +174,9 @@ async fn lines_stored_one_a_row_read_the_same(db: Db) {
         assert_eq!(got["uuid"], json!(want.uuid));
         assert_eq!(got["payload"], serde_json::from_str::<Value>(&want.payload).unwrap());
     }
+    let across: Vec<i64> =
+        session_logs(&app, session, 13, 4).await.iter().map(|l| l["seq"].as_i64().unwrap()).collect();
+    assert_eq!(across, [14, 15, 26, 27]);
     assert_eq!(seqs(&app.events(&execution.to_string(), 7).await.unwrap()), (8..=30).collect::<Vec<_>>());
     let conn = db::connect(&app.database_url).await.unwrap();
     let stored = db::messages::after(&conn, execution, 0, 100).await.unwrap();
@@ -177,12 +188,55 @@ async fn lines_stored_one_a_row_read_the_same(db: Db) {
     // A new run of the session continues its numbering, in a block.
     let next = Uuid::now_v7();
     add_execution(&conn, workspace, session, next).await;
-    let more: Vec<NewMessage> = (1..=5).map(|seq| line(seq, 30 + seq)).collect();
+    let more: Vec<NewMessage> = (1..=5).map(|seq| line(seq, 40 + seq)).collect();
     store(&conn, next, session, &more).await;
-    let page = session_logs(&app, session, 28, 100).await;
+    let page = session_logs(&app, session, 38, 100).await;
     let numbers: Vec<(i64, i64)> =
         page.iter().map(|l| (l["seq"].as_i64().unwrap(), l["executionSeq"].as_i64().unwrap())).collect();
-    assert_eq!(numbers, [(29, 29), (30, 30), (31, 1), (32, 2), (33, 3), (34, 4), (35, 5)]);
+    assert_eq!(numbers, [(39, 29), (40, 30), (41, 1), (42, 2), (43, 3), (44, 4), (45, 5)]);
+}
+
+crate::on_every_db!(lines_that_do_not_follow_the_stored_ones_are_refused);
+
+/// Blocks never overlap: lines stored again (a retry that was in fact
+/// committed), lines from a stale count, lines that skip, and two batches
+/// of one run that overlap in one group commit are all refused, and what
+/// was stored reads as it was.
+async fn lines_that_do_not_follow_the_stored_ones_are_refused(app: TestApp) {
+    let conn = db::connect(&app.database_url).await.unwrap();
+    let workspace = owned_workspace(&conn).await;
+    let (execution, session) = new_execution(&conn, workspace).await;
+    let lines: Vec<NewMessage> = (1..=20).map(|seq| line(seq, seq)).collect();
+    store(&conn, execution, session, &lines[..10]).await;
+    let batch = |range: std::ops::Range<usize>| db::messages::Batch {
+        execution_id: execution,
+        session_id: session,
+        messages: Arc::from(&lines[range]),
+    };
+    for refused in [0..10, 4..12, 9..15, 11..15] {
+        let result = db::messages::store_batches(&conn, &[&batch(refused.clone())]).await;
+        assert!(result.is_err(), "lines {refused:?} after 1..=10 were stored");
+    }
+    let overlapping = db::messages::store_batches(&conn, &[&batch(10..15), &batch(12..20)]).await;
+    assert!(overlapping.is_err(), "two overlapping batches in one commit were stored");
+    // Another run of the session must go on from the session's count too.
+    let other = Uuid::now_v7();
+    add_execution(&conn, workspace, session, other).await;
+    let stale: Vec<NewMessage> = (1..=3).map(|seq| line(seq, 5 + seq)).collect();
+    let stale = db::messages::Batch { execution_id: other, session_id: session, messages: Arc::from(stale) };
+    assert!(db::messages::store_batches(&conn, &[&stale]).await.is_err());
+
+    let stored = db::messages::after(&conn, execution, 0, 100).await.unwrap();
+    assert_eq!(stored.iter().map(|m| m.seq).collect::<Vec<_>>(), (1..=10).collect::<Vec<_>>());
+    let logs: Vec<i64> =
+        db::messages::session_logs(&conn, session, 0, 100).await.unwrap().iter().map(|m| m.session_seq).collect();
+    assert_eq!(logs, (1..=10).collect::<Vec<_>>());
+    let execution_row = db::executions::find(&conn, execution).await.unwrap().unwrap();
+    assert_eq!(execution_row.message_count, 10);
+    // What does follow is stored, in one commit with the next batch.
+    db::messages::store_batches(&conn, &[&batch(10..15), &batch(15..20)]).await.unwrap();
+    let stored = db::messages::after(&conn, execution, 0, 100).await.unwrap();
+    assert_eq!(stored.iter().map(|m| m.seq).collect::<Vec<_>>(), (1..=20).collect::<Vec<_>>());
 }
 
 /// Line `seq` of a run, `session_seq` in its session; every few lines an
