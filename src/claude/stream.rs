@@ -243,7 +243,8 @@ impl Line {
     }
 
     /// Parses checked text: the JSON parser does not check the UTF-8 of
-    /// every key and string again (a third of its work on a typical line).
+    /// every key and string again (about a quarter of its work on a
+    /// typical line).
     fn parse_text(text: &str) -> Line {
         match serde_json::from_str::<Header>(text) {
             Ok(header) => Self::from_header(header, text),
