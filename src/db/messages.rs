@@ -92,7 +92,7 @@ where
         let sql = insert_sql(backend, chunk.len());
         let mut query = sqlx::query::<DB>(&sql);
         for block in chunk {
-            let (first, last) = (&block.lines[0], &block.lines[block.lines.len() - 1]);
+            let (first, last) = block.ends();
             query = query
                 .bind(block.batch.execution_id)
                 .bind(block.batch.session_id)
@@ -179,6 +179,11 @@ impl<'a> Block<'a> {
         blocks
     }
 
+    /// Its first and last lines.
+    fn ends(&self) -> (&'a NewMessage, &'a NewMessage) {
+        (&self.lines[0], &self.lines[self.lines.len() - 1])
+    }
+
     fn headers(&self) -> String {
         let headers: Vec<Header<&str>> = self
             .lines
@@ -219,7 +224,7 @@ impl Counts {
         let mut executions = HashMap::new();
         let mut sessions = HashMap::new();
         for block in blocks {
-            let (first, last) = (&block.lines[0], &block.lines[block.lines.len() - 1]);
+            let (first, last) = block.ends();
             follow(&mut executions, block.batch.execution_id, first.seq, last.seq)?;
             follow(&mut sessions, block.batch.session_id, first.session_seq, last.session_seq)?;
         }

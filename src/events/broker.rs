@@ -28,8 +28,8 @@ const CHANNEL_CAPACITY: usize = 1024;
 /// (Twice the channel: a subscriber that lagged behind the channel is
 /// usually still within it. Each kept message holds its line, its event
 /// and its rendered text, about three times the line; at 8192 a burst of
-/// 50 runs took 490 MB, and first touching that memory was a fifth of the
-/// server's CPU.)
+/// 50 runs took 490 MB, and first touching that memory was 10-18% of the
+/// server's profile.)
 const HISTORY_EVENTS: usize = 2 * CHANNEL_CAPACITY;
 /// ... and this many bytes of lines.
 const HISTORY_BYTES: usize = 2 * 1024 * 1024;

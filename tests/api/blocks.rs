@@ -2,7 +2,8 @@
 //! a row) and read back one by one: every page of `sessionLogs` and every
 //! replay starts and ends on the right line, whatever blocks it cuts
 //! through; lines stored one a row before blocks existed read the same;
-//! a block that does not add up is an error, never a wrong page.
+//! a block that does not add up is an error, never a wrong page; lines
+//! that do not follow the stored ones are refused.
 
 use std::sync::Arc;
 
